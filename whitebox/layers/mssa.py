@@ -1,0 +1,127 @@
+"""Multi-head subspace self-attention (MSSA): CRATE's compression step.
+
+Math (CRATE JMLR eqs. 11-14, code layout with tokens as rows): the ``K = heads`` subspaces are
+the row blocks of one shared projection ``W_qkv = [U_1 … U_K]ᵀ`` of shape ``(K p, d)``, so the
+projected tokens of head ``k`` are ``P_k = Z U_k`` (N, p). Then
+
+    SSA_k(Z)  = softmax(s · P_k P_kᵀ) P_k            (softmax over keys, the last axis)
+    O         = [SSA_1, …, SSA_K]                    (N, K p), heads concatenated head-major
+
+and the branch output is, depending on the form:
+
+* ``"published"`` (PyTorch CRATE, the default): ``O W_outᵀ + b_out`` with a learned output
+  projection (CRATE-alpha: no bias), and ``s = p^(-1/2)``;
+* ``"tied"`` (the paper's form, JMLR eq. 14 written as a residual branch): the output goes back
+  through the subspaces themselves, ``Σ_k SSA_k U_kᵀ = O W_qkv``, and with
+  ``c = κ p / (N ε²)`` the branch returns ``c (O W_qkv − Z)``, so that ``Z + branch`` is the JMLR
+  update ``(1 − c) Z + c MSSA(Z)``.
+
+An optional causal mask (token ``i`` attends to keys ``j ≤ i``) is applied before the softmax.
+The exact gradient step ``Z − κ ∇_Z Rc`` that this approximates lives in
+:mod:`whitebox.compression_step`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ..backend import array_module
+from .activations import softmax_backward, softmax_forward
+from .linear import LinearCache, linear_backward, linear_forward
+
+
+class HeadsCache(NamedTuple):
+    x: object  # (B, N, d): input tokens, for dW_qkv
+    W_qkv: object  # (K p, d): the stacked subspaces [U_1 … U_K]ᵀ, for dx
+    proj: object  # (B, K, N, p): P_k = x U_k
+    attn: object  # (B, K, N, N): softmax(s P_k P_kᵀ)
+    scale: float  # s
+
+
+def subspaces(W_qkv, heads: int):
+    """The bases ``U`` (K, d, p) stored in the projection ``W_qkv = [U_1 … U_K]ᵀ`` (K p, d)."""
+    inner, d = W_qkv.shape
+    return W_qkv.reshape(heads, inner // heads, d).transpose(0, 2, 1)
+
+
+def attention_heads_forward(x, W_qkv, heads: int, scale: float | None = None, causal: bool = False):
+    """``O = [softmax(s P_k P_kᵀ) P_k]_k`` with ``P_k = x U_k``.
+
+    x (B, N, d), W_qkv (K p, d) → O (B, N, K p). ``scale`` defaults to ``p^(-1/2)``.
+    """
+    xp = array_module(x)
+    B, N, _ = x.shape
+    p = W_qkv.shape[0] // heads
+    s = p**-0.5 if scale is None else float(scale)
+    proj = (x @ W_qkv.T).reshape(B, N, heads, p).transpose(0, 2, 1, 3)  # (B, K, N, p)
+    scores = proj @ proj.swapaxes(-1, -2)  # (B, K, N, N)
+    scores *= s
+    if causal:
+        scores[..., xp.triu(xp.ones((N, N), dtype=bool), k=1)] = -xp.inf  # key j > query i
+    attn = softmax_forward(scores)  # (B, K, N, N), in place of scores
+    out = attn @ proj  # (B, K, N, p)
+    out = out.transpose(0, 2, 1, 3).reshape(B, N, heads * p)  # (B, N, K p)
+    return out, HeadsCache(x, W_qkv, proj, attn, s)
+
+
+def attention_heads_backward(dout, cache: HeadsCache):
+    """Returns ``(dx, dW_qkv)`` for ``dout`` (B, N, K p)."""
+    x, W_qkv, proj, attn, s = cache
+    B, K, N, p = proj.shape
+    dO = dout.reshape(B, N, K, p).transpose(0, 2, 1, 3)  # (B, K, N, p)
+    # forward: out = attn @ proj
+    dattn = dO @ proj.swapaxes(-1, -2)  # (B, K, N, N)
+    dproj = attn.swapaxes(-1, -2) @ dO  # (B, K, N, p)
+    # forward: attn = softmax(s · proj projᵀ); the masked entries have attn = 0 and get no gradient
+    dscores = softmax_backward(dattn, attn)
+    dscores *= s
+    dproj += (dscores + dscores.swapaxes(-1, -2)) @ proj
+    # forward: proj = split_heads(x W_qkvᵀ)
+    dqkv = dproj.transpose(0, 2, 1, 3).reshape(B, N, K * p)  # (B, N, K p)
+    dx, dW_qkv, _ = linear_backward(dqkv, LinearCache(x, W_qkv, False))
+    return dx, dW_qkv
+
+
+class MSSACache(NamedTuple):
+    heads: HeadsCache
+    out_proj: LinearCache | None  # the learned output projection (published form)
+    tied_scale: float | None  # c = κ p / (N ε²) (tied form)
+
+
+def mssa_forward(x, W_qkv, W_out=None, b_out=None, *, heads: int, scale=None, causal=False, tied_scale=None):
+    """MSSA branch output (B, N, d) for x (B, N, d).
+
+    Published form: give ``W_out`` (d, K p) and optionally ``b_out`` (d,); with neither ``W_out``
+    nor ``tied_scale`` the heads' output ``O`` is returned as is (PyTorch CRATE's ``nn.Identity``
+    when ``heads == 1`` and ``dim_head == dim``).
+    Tied form: give ``tied_scale = c = κ p/(N ε²)`` and no ``W_out``; returns ``c (O W_qkv − x)``.
+    """
+    O, heads_cache = attention_heads_forward(x, W_qkv, heads, scale, causal)  # (B, N, K p)
+    if tied_scale is None and W_out is None:  # PyTorch CRATE with heads == 1, dim_head == dim: no projection
+        return O, MSSACache(heads_cache, None, None)
+    if tied_scale is None:
+        y, out_cache = linear_forward(O, W_out, b_out)  # (B, N, d)
+        return y, MSSACache(heads_cache, out_cache, None)
+    y = O @ W_qkv  # (B, N, d): Σ_k SSA_k U_kᵀ
+    y -= x
+    y *= tied_scale
+    return y, MSSACache(heads_cache, LinearCache(O, None, False), float(tied_scale))
+
+
+def mssa_backward(dy, cache: MSSACache):
+    """Returns ``(dx, dW_qkv, dW_out, db_out)``; the last two are None in the tied form."""
+    heads_cache, out_cache, c = cache
+    if c is None and out_cache is None:
+        return (*attention_heads_backward(dy, heads_cache), None, None)
+    if c is None:
+        dO, dW_out, db_out = linear_backward(dy, out_cache)
+        dx, dW_qkv = attention_heads_backward(dO, heads_cache)
+        return dx, dW_qkv, dW_out, db_out
+    # forward: y = c (O W_qkv − x)
+    O = out_cache.x
+    W_qkv = heads_cache.W_qkv
+    dO = (c * dy) @ W_qkv.T  # (B, N, K p)
+    dx, dW_qkv = attention_heads_backward(dO, heads_cache)
+    dW_qkv += c * (O.reshape(-1, O.shape[-1]).T @ dy.reshape(-1, dy.shape[-1]))
+    dx -= c * dy
+    return dx, dW_qkv, None, None

@@ -1,0 +1,1 @@
+"""Whole models: CRATE (:mod:`.crate`) and CRATE-alpha (:mod:`.crate_alpha`)."""

@@ -1,0 +1,36 @@
+"""Input checks shared by the model modules: clear errors for wrong configs, images and params."""
+
+from __future__ import annotations
+
+from ..validate import check_array, check_same_backend
+
+
+def positive_int(name: str, value) -> int:
+    """Check that a config field is an integer > 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_images(images, cfg) -> None:
+    """images must be a float array (B, channels, image_size, image_size) matching ``cfg``."""
+    check_array("images", images, ndim=4, finite=False)
+    _, C, H, W = images.shape
+    if C != cfg.channels:
+        raise ValueError(f"images have {C} channels, the config expects channels={cfg.channels}")
+    if (H, W) != (cfg.image_size, cfg.image_size):
+        raise ValueError(f"images are {H}x{W}, the config expects image_size={cfg.image_size}")
+
+
+def check_params(params: dict, shapes: dict, images) -> None:
+    """params must have the expected keys and ``shapes`` and live on the images' backend and dtype."""
+    missing = sorted(set(shapes) - set(params))
+    if missing:
+        raise ValueError(f"params is missing {missing[:5]} for this config (was it made by init with the same config?)")
+    for name, shape in shapes.items():
+        if tuple(params[name].shape) != shape:
+            raise ValueError(f"params[{name!r}] has shape {tuple(params[name].shape)}, the config expects {shape}")
+    check_same_backend(images=images, params=params[next(iter(shapes))])
+    dtype = params["cls_token"].dtype
+    if images.dtype != dtype:
+        raise TypeError(f"images have dtype {images.dtype} but the parameters are {dtype}; cast the images")
