@@ -1,0 +1,98 @@
+"""``load_dataset``: a split of MNIST, Fashion-MNIST or CIFAR-10 as host arrays, found offline.
+
+Search order (see :mod:`whitebox.data.sources`): ``data_dir``, then offline packages, then the
+download cache; only when all are empty, a download of the official files (see
+:mod:`whitebox.data.download`). With ``verify=True`` every file's uncompressed bytes are checked
+against the official MD5 (:data:`whitebox.data.checksums.CONTENT_MD5`), whatever the source.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .catalog import SPLIT_FILES, check_dataset, dataset_info, install_hint
+from .checksums import CONTENT_MD5, check_md5, md5_bytes
+from .cifar import parse_cifar_batch
+from .download import download_split, fetch_url
+from .idx import parse_idx
+from .sources import Blob, default_cache_dir, locations, read_split
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """No local copy of the dataset, and no download; the message says how to install it."""
+
+
+def load_dataset(name: str, split: str, data_dir=None, *, cache_dir=None, download=True, verify: bool = True):
+    """Images uint8 (N, C, H, W) and labels int64 (N,) of one split, as NumPy arrays.
+
+    Parameters
+    ----------
+    name : ``"mnist"``, ``"fashion-mnist"`` or ``"cifar10"``.
+    split : ``"train"`` or ``"test"``.
+    data_dir : a folder with the standard files (IDX plain or ``.gz``; CIFAR-10 batches or the
+        ``.tar.gz``), searched first.
+    cache_dir : where downloads go and are looked for (default ``~/.cache/whitebox``).
+    download : ``True`` to fetch the official files with urllib as a last resort, ``False``
+        never to, or a function ``fetch(url, path)`` to use instead of urllib.
+    verify : check each file against the official MD5; pass ``False`` for your own files.
+
+    Raises :class:`DatasetNotFoundError` (with install instructions) when the split is nowhere,
+    ``ValueError`` for a malformed file, and :class:`ChecksumError` for a file that is not the
+    official one.
+    """
+    name = check_dataset(name, split)
+    cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
+    members = SPLIT_FILES[(name, split)]
+    searched = locations(name, data_dir, cache_dir)
+    for location in searched:
+        blobs = read_split(location, members)
+        if blobs is not None:
+            return _decode(name, blobs, verify)
+    location = _download(name, split, cache_dir, download, searched)
+    blobs = read_split(location, members)
+    if blobs is None:
+        raise DatasetNotFoundError(f"{location} was downloaded but lacks {members}; {install_hint(name)}")
+    return _decode(name, blobs, verify)
+
+
+def _download(name, split, cache_dir, download, searched) -> Path:
+    looked = "".join(f"\n  {place}" for place in searched)
+    where = f"{name} {split} split not found; looked in:{looked}\n"
+    if download is False:
+        raise DatasetNotFoundError(f"{where}downloading is disabled; {install_hint(name)}")
+    fetch = download if callable(download) else fetch_url
+    try:
+        return download_split(name, split, cache_dir, fetch)
+    except OSError as e:
+        raise DatasetNotFoundError(f"{where}and the download failed ({e});\n{install_hint(name)}") from e
+
+
+def _decode(name: str, blobs: dict[str, Blob], verify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Check and parse the split's files (``blobs`` maps each standard file name to its bytes)."""
+    if verify:
+        for member, blob in blobs.items():
+            check_md5(md5_bytes(blob.data), CONTENT_MD5[name][member], blob.source)
+    if name == "cifar10":
+        parts = [parse_cifar_batch(blob.data, blob.source) for blob in blobs.values()]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    images_blob, labels_blob = blobs.values()
+    images = parse_idx(images_blob.data, images_blob.source)
+    labels = parse_idx(labels_blob.data, labels_blob.source)
+    _check_idx_pair(name, images, labels, images_blob.source, labels_blob.source)
+    return images[:, None], labels.astype(np.int64)  # N,1,H,W and N
+
+
+def _check_idx_pair(name, images, labels, images_source, labels_source) -> None:
+    info = dataset_info(name)
+    size = (info.image_size, info.image_size)
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != size:
+        expected = f"uint8 images of shape (N, {size[0]}, {size[1]})"
+        raise ValueError(f"{images_source}: expected {expected}, got {images.dtype} {images.shape}")
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise ValueError(f"{labels_source}: expected uint8 labels of shape (N,), got {labels.dtype} {labels.shape}")
+    if len(labels) != len(images):
+        raise ValueError(f"{labels_source}: {len(labels)} labels for the {len(images)} images of {images_source}")
+    if len(labels) and labels.max() >= info.num_classes:
+        raise ValueError(f"{labels_source}: labels must lie in 0..{info.num_classes - 1}, found {labels.max()}")
