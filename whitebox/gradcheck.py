@@ -98,7 +98,7 @@ def grad_errors(
             t = xp.asarray(t)
             numeric = _central_difference(fun, inputs, name, t, step)
             analytic = float(xp.vdot(g, t))
-            typical = float(xp.linalg.norm(g)) / np.sqrt(x.size)
+            typical = float(xp.linalg.norm(g)) / np.sqrt(max(x.size, 1))
             worst = max(worst, relative_error(numeric, analytic, max(atol, typical)))
         errors[name] = worst
     return errors
@@ -125,7 +125,7 @@ def entry_errors(
         x, g = inputs[name], grads[name]
         xp = array_module(x)
         g_host = to_host(g)
-        typical = float(np.linalg.norm(g_host)) / np.sqrt(x.size)  # the size of a typical entry
+        typical = float(np.linalg.norm(g_host)) / np.sqrt(max(x.size, 1))  # the size of a typical entry
         rng = np.random.default_rng([seed, offset, 1])
         worst = 0.0
         for flat in rng.choice(x.size, size=min(entries, x.size), replace=False):
