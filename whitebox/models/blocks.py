@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..layers.layernorm import LayerNormCache, layernorm_backward, layernorm_forward
+from ..layers.layernorm import LAYERNORM_EPS, LayerNormCache, layernorm_backward, layernorm_forward
 from ..layers.linear import LinearCache, linear_backward, linear_forward
 from ..layers.mssa import MSSACache, mssa_backward, mssa_forward
 from ..layers.pooling import pool_backward, pool_forward
@@ -19,13 +19,17 @@ class AttentionCache(NamedTuple):
     mssa: MSSACache
 
 
-def attention_sublayer_forward(z, params: dict, prefix: str, *, heads: int, causal=False, tied_scale=None):
+def attention_sublayer_forward(
+    z, params: dict, prefix: str, *, heads: int, causal=False, tied_scale=None, norm_eps: float = LAYERNORM_EPS
+):
     """``Z^{ℓ+½} = Z^ℓ + MSSA(LN(Z^ℓ))``: z (B, N, d) → (B, N, d).
 
     Reads ``{prefix}attn_norm.weight/bias``, ``{prefix}attn.qkv`` and, when present,
     ``{prefix}attn.out.weight`` / ``{prefix}attn.out.bias``.
     """
-    y, norm_cache = layernorm_forward(z, params[prefix + "attn_norm.weight"], params[prefix + "attn_norm.bias"])
+    y, norm_cache = layernorm_forward(
+        z, params[prefix + "attn_norm.weight"], params[prefix + "attn_norm.bias"], norm_eps
+    )
     branch, mssa_cache = mssa_forward(
         y,
         params[prefix + "attn.qkv"],

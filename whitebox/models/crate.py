@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import TRAIN_DTYPE, get_xp, to_host
+from ..backend import TRAIN_DTYPE, get_xp
 from ..init import kaiming_uniform, layernorm_default, linear_default
 from ..layers.embedding import (
     PatchEmbedCache,
@@ -41,6 +41,7 @@ from ..layers.layernorm import LayerNormCache, layernorm_backward, layernorm_for
 from ..layers.pooling import POOLS
 from .blocks import AttentionCache, attention_sublayer_backward, attention_sublayer_forward, head_backward, head_forward
 from .checks import check_images, check_params, positive_int
+from .common import params_from_state_dict, state_dict_from_params
 
 MSSA_FORMS = ("published", "tied")
 
@@ -273,7 +274,7 @@ def to_torch_state_dict(params: dict, cfg: Config) -> dict:
     """
     if cfg.mssa != "published":
         raise ValueError("only the published MSSA form has a PyTorch CRATE counterpart (cfg.mssa='published')")
-    return {theirs: np.ascontiguousarray(to_host(params[ours])) for ours, theirs in torch_names(cfg).items()}
+    return state_dict_from_params(params, torch_names(cfg))
 
 
 def from_torch_state_dict(state_dict: dict, cfg: Config, *, dtype=None, device: str | None = None) -> dict:
@@ -281,21 +282,7 @@ def from_torch_state_dict(state_dict: dict, cfg: Config, *, dtype=None, device: 
 
     Missing, unexpected or mis-shaped entries raise ``ValueError`` naming them.
     """
-    names = torch_names(cfg)
-    expected = shapes(cfg)
-    missing = sorted(set(names.values()) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(names.values()))
-    if missing or unexpected:
-        raise ValueError(f"state_dict does not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    xp = get_xp(device)
-    params = {}
-    for ours, theirs in names.items():
-        value = state_dict[theirs]
-        value = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
-        if value.shape != expected[ours]:
-            raise ValueError(f"state_dict[{theirs!r}] has shape {value.shape}, expected {expected[ours]}")
-        params[ours] = xp.asarray(value, dtype=dtype or value.dtype)
-    return params
+    return params_from_state_dict(state_dict, torch_names(cfg), shapes(cfg), dtype=dtype, device=device)
 
 
 def shapes(cfg: Config) -> dict:

@@ -1,0 +1,37 @@
+"""Helpers shared by the model modules: moving parameters to and from official PyTorch state dicts.
+
+Each model supplies its name map (whitebox name -> official name) and its expected shapes; the
+conversion and its error messages are the same for every model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import get_xp, to_host
+
+
+def state_dict_from_params(params: dict, names: dict) -> dict:
+    """``{official name: NumPy array}`` for every ``whitebox name -> official name`` in ``names``."""
+    return {theirs: np.ascontiguousarray(to_host(params[ours])) for ours, theirs in names.items()}
+
+
+def params_from_state_dict(state_dict: dict, names: dict, expected: dict, *, dtype=None, device: str | None = None) -> dict:
+    """Parameters under whitebox names from a state dict (arrays, or tensors with ``.numpy()``).
+
+    ``expected`` maps whitebox names to shapes. Missing, unexpected or mis-shaped entries raise
+    ``ValueError`` naming them; ``dtype=None`` keeps the state dict's dtype.
+    """
+    missing = sorted(set(names.values()) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(names.values()))
+    if missing or unexpected:
+        raise ValueError(f"state_dict does not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    xp = get_xp(device)
+    params = {}
+    for ours, theirs in names.items():
+        value = state_dict[theirs]
+        value = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+        if value.shape != expected[ours]:
+            raise ValueError(f"state_dict[{theirs!r}] has shape {value.shape}, expected {expected[ours]}")
+        params[ours] = xp.asarray(value, dtype=dtype or value.dtype)
+    return params
