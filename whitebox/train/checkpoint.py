@@ -1,0 +1,60 @@
+"""Checkpoints: everything a run needs to continue exactly where it stopped, in one ``.npz`` file.
+
+Layout of the archive (plain arrays, readable with ``numpy.load`` and no pickle)::
+
+    params/<name>        the model's parameters, on the host
+    optimizer/<key>      the optimiser state, flattened by ``Optimizer.state_dict``
+    meta                 a JSON text: epoch, step, the random-number state, the run's config, ...
+
+The random-number state is small on purpose: the batch order of epoch ``k`` is a function of
+``(seed, k)`` (:func:`whitebox.data.epoch_order`) and the augmentation of step ``t`` draws from a
+generator seeded by ``(seed, t)`` (:func:`whitebox.train.task.step_rng`), so ``seed`` and ``step``
+*are* the whole state; ``meta["rng"]`` records them with the scheme's name.
+
+Files are written with :func:`whitebox.train.files.atomic_write`: a crash or Ctrl-C during a save
+leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from ..backend import to_host
+from .files import atomic_write
+
+FORMAT_VERSION = 1
+_PARAMS, _OPTIMIZER, _META = "params/", "optimizer/", "meta"
+
+
+class Checkpoint(NamedTuple):
+    """A loaded checkpoint: host arrays and the metadata dict."""
+
+    params: dict  # name -> NumPy array
+    optimizer: dict  # Optimizer.state_dict layout: "step", "decay", "<slot>/<name>"
+    meta: dict  # epoch, step, rng, config, ... (JSON types)
+
+
+def save_checkpoint(path, params: dict, optimizer_state: dict, meta: dict) -> Path:
+    """Write ``params`` (NumPy or CuPy), ``optimizer_state`` (a flat state dict) and ``meta`` atomically."""
+    arrays = {_PARAMS + name: to_host(value) for name, value in params.items()}
+    arrays.update({_OPTIMIZER + key: to_host(value) for key, value in optimizer_state.items()})
+    arrays[_META] = np.asarray(json.dumps({"format": FORMAT_VERSION, **meta}))
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_checkpoint(path) -> Checkpoint:
+    """Read a file written by :func:`save_checkpoint`; ``ValueError`` if it is not one."""
+    path = Path(path)
+    with np.load(path, allow_pickle=False) as archive:
+        if _META not in archive.files:
+            raise ValueError(f"{path} is not a whitebox checkpoint (it has no {_META!r} entry)")
+        meta = json.loads(str(archive[_META]))
+        params = {k[len(_PARAMS):]: archive[k] for k in archive.files if k.startswith(_PARAMS)}
+        optimizer = {k[len(_OPTIMIZER):]: archive[k] for k in archive.files if k.startswith(_OPTIMIZER)}
+    if meta.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path} has checkpoint format {meta.get('format')!r}; this whitebox reads {FORMAT_VERSION}")
+    return Checkpoint(params, optimizer, meta)

@@ -1,0 +1,200 @@
+"""The training loop, generic over a task (:mod:`whitebox.train.task`): steps, epochs, safety.
+
+One step, at update ``t``::
+
+    loss, grads, metrics = task.loss_and_grads(params, batch, step_rng(seed, t))
+    ‖g‖ = clip_grad_norm(grads, clip) or the global norm      # checked finite with the loss
+    optimizer.step(params, grads, state, lr=schedule(t))       # Ctrl-C waits for it to finish
+
+and at the end of each epoch: evaluate on the held-out split, append a line to ``metrics.jsonl``,
+save the checkpoint, redraw the curves. What the loop guarantees:
+
+* **Exact resume.** Batches come from ``task.batches(epoch, start)`` (order fixed by the seed and
+  the epoch) and randomness from ``step_rng(seed, t)``, so a run resumed from a checkpoint at
+  any step, even mid-epoch, takes exactly the steps the uninterrupted run would have taken.
+* **Ctrl-C saves.** A ``KeyboardInterrupt`` saves a checkpoint and re-raises as
+  :class:`TrainingInterrupted`, which says where the checkpoint is.
+* **Divergence stops.** A non-finite loss or gradient raises :class:`NonFiniteLossError` naming
+  the step, *before* the update and without saving: the last checkpoint stays the last good one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..backend import array_module
+from ..optim import clip_grad_norm
+from .checkpoint import save_checkpoint
+from .files import RunPaths
+from .interrupt import deferred_interrupt
+from .metrics import EpochMeter, append_metrics, read_metrics
+from .plots import plot_curves
+from .progress import bar_postfix, epoch_bar
+from .state import TrainState
+from .task import Task, step_rng
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or the gradient became NaN or infinite; the run stopped before updating."""
+
+    def __init__(self, step: int, epoch: int, batch: int, loss: float, grad_norm: float,
+                 checkpoint: Path, saved_step: int | None):
+        self.step, self.checkpoint, self.saved_step = step, checkpoint, saved_step
+        kept = (f"the last good checkpoint, {checkpoint} (step {saved_step}), is intact"
+                if saved_step is not None else "no checkpoint had been written yet")
+        super().__init__(
+            f"non-finite loss at step {step} (epoch {epoch + 1}, batch {batch + 1}): loss {loss}, "
+            f"gradient norm {grad_norm}. The run stopped before applying this update; {kept}."
+        )
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: a checkpoint was saved at ``step`` to ``checkpoint``."""
+
+    def __init__(self, step: int, checkpoint: Path):
+        self.step, self.checkpoint = step, checkpoint
+        super().__init__(f"interrupted at step {step}; checkpoint saved to {checkpoint}")
+
+
+def say(line: str) -> None:
+    """Print a line at once, also when standard output is a file or a pipe (block-buffered)."""
+    print(line, flush=True)
+
+
+def global_norm(grads: dict) -> float:
+    """``(Σ_name ‖g_name‖²)^½``, the norm that :func:`whitebox.optim.clip_grad_norm` caps."""
+    xp = array_module(*grads.values())
+    return math.sqrt(float(sum(xp.vdot(g.ravel(), g.ravel()) for g in grads.values())))  # one device sync
+
+
+class _Run:
+    """The fixed parts of one call of :func:`fit`, so that each phase is a short method."""
+
+    def __init__(self, task, optimizer, schedule, *, epochs, seed, paths, meta, clip_grad, max_steps,
+                 saved_step, quiet, echo):
+        self.task, self.optimizer, self.schedule = task, optimizer, schedule
+        self.epochs, self.seed, self.paths, self.meta = epochs, seed, paths, meta
+        self.clip_grad, self.quiet, self.echo = clip_grad, quiet, echo
+        self.steps_per_epoch = task.steps_per_epoch
+        if self.steps_per_epoch < 1:
+            raise ValueError("the task has no training batches (an empty training set?)")
+        total = epochs * self.steps_per_epoch
+        self.stop = total if max_steps is None else min(total, max_steps)
+        self.saved_step = saved_step
+
+    def save(self, state: TrainState) -> Path:
+        meta = {**self.meta, **state.meta(self.steps_per_epoch, self.seed)}
+        save_checkpoint(self.paths.checkpoint, state.params, self.optimizer.state_dict(state.opt_state), meta)
+        self.saved_step = state.step
+        return self.paths.checkpoint
+
+    def train_epoch(self, state: TrainState) -> None:
+        """Steps from ``state.step`` to the end of its epoch, or to the stop."""
+        epoch, start = divmod(state.step, self.steps_per_epoch)
+        xp = array_module(*state.params.values())
+        began, seen = time.perf_counter(), state.meter.count
+        try:
+            with epoch_bar(epoch, self.epochs, self.steps_per_epoch, start, self.quiet) as bar:
+                for batch in self.task.batches(epoch, start):
+                    self.step(state, batch, xp)
+                    bar.update(1)
+                    seconds = time.perf_counter() - began
+                    bar.set_postfix(bar_postfix(state.meter.averages(), (state.meter.count - seen) / seconds),
+                                    refresh=False)
+                    if state.step >= self.stop:
+                        break
+        finally:
+            seconds = time.perf_counter() - began
+            state.epoch_time += seconds
+            state.train_time += seconds
+
+    def step(self, state: TrainState, batch, xp) -> None:
+        loss, grads, metrics = self.task.loss_and_grads(state.params, batch, step_rng(self.seed, state.step, xp))
+        norm = clip_grad_norm(grads, self.clip_grad) if self.clip_grad else global_norm(grads)
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            epoch, batch_index = divmod(state.step, self.steps_per_epoch)
+            raise NonFiniteLossError(state.step, epoch, batch_index, loss, norm, self.paths.checkpoint,
+                                     self.saved_step)
+        lr = self.schedule(state.step)
+        with deferred_interrupt():
+            self.optimizer.step(state.params, grads, state.opt_state, lr=lr)
+            state.step += 1
+            state.meter.add(metrics)
+
+    def finish_epoch(self, state: TrainState) -> None:
+        """Evaluate, log a line, save the checkpoint, redraw the curves, print a summary."""
+        began = time.perf_counter()
+        evaluation = self.task.evaluate(state.params)
+        eval_time = time.perf_counter() - began
+        record = {
+            "epoch": state.logged_epochs + 1,
+            "step": state.step,
+            "lr": self.schedule(state.step - 1),
+            **{f"train_{k}": v for k, v in state.meter.averages().items()},
+            **{f"test_{k}": v for k, v in evaluation.items() if k != "n"},
+            "samples_per_s": state.meter.count / state.epoch_time if state.epoch_time else 0.0,
+            "epoch_time": state.epoch_time,
+            "eval_time": eval_time,
+            "train_time": state.train_time + eval_time,
+        }
+        with deferred_interrupt():
+            append_metrics(self.paths.metrics, record)
+            state.logged_epochs += 1
+            state.meter, state.epoch_time = EpochMeter(), 0.0
+            state.train_time += eval_time
+        self.save(state)
+        plot_curves(read_metrics(self.paths.metrics), self.paths.curves, title=self.meta.get("title", ""))
+        if not self.quiet:
+            self.echo(epoch_summary(record, self.epochs))
+
+
+def epoch_summary(record: dict, epochs: int) -> str:
+    """One line per epoch: the averages over the training batches and the test figures."""
+    def pair(prefix):
+        parts = [f"loss {record[prefix + 'loss']:.4f}"] if prefix + "loss" in record else []
+        if prefix + "accuracy" in record:
+            parts.append(f"acc {record[prefix + 'accuracy']:.2%}")
+        return " ".join(parts)
+
+    return (f"epoch {record['epoch']}/{epochs}  train {pair('train_')}  test {pair('test_')}  "
+            f"lr {record['lr']:.3g}  {record['samples_per_s']:.0f} samples/s  "
+            f"({record['epoch_time'] + record['eval_time']:.0f} s)")
+
+
+def fit(task: Task, state: TrainState, optimizer, schedule: Callable[[int], float], *, epochs: int, seed: int,
+        paths: RunPaths, meta: dict | None = None, clip_grad: float | None = None, max_steps: int | None = None,
+        saved_step: int | None = None, quiet: bool = False, echo: Callable[[str], None] = say) -> TrainState:
+    """Train ``state`` (in place) until ``epochs`` epochs, or ``max_steps`` updates, are done.
+
+    Parameters
+    ----------
+    task : a :class:`whitebox.train.task.Task`.
+    state : where to start: a fresh :class:`TrainState` or one restored from a checkpoint.
+    optimizer : a :class:`whitebox.optim.Optimizer`; ``schedule(t)`` is the learning rate of update t.
+    epochs, seed : the run's length and seed (batch order and augmentation).
+    paths : where the checkpoint, ``metrics.jsonl`` and the curves go.
+    meta : JSON data saved in every checkpoint (the run's config); ``meta["title"]`` titles the plot.
+    clip_grad : cap on the global gradient norm, or None.
+    max_steps : stop after this many updates in all (a checkpoint is saved there), or None.
+    saved_step : the step of the checkpoint already on disk (when resuming), for messages.
+    quiet : no progress bar and no per-epoch lines.
+
+    Raises :class:`NonFiniteLossError` and :class:`TrainingInterrupted` (see the module doc).
+    """
+    run = _Run(task, optimizer, schedule, epochs=epochs, seed=seed, paths=paths, meta=dict(meta or {}),
+               clip_grad=clip_grad, max_steps=max_steps, saved_step=saved_step, quiet=quiet, echo=echo)
+    try:
+        while True:
+            if state.step // run.steps_per_epoch > state.logged_epochs:
+                run.finish_epoch(state)
+            if state.step >= run.stop:
+                break
+            run.train_epoch(state)
+        if run.saved_step != state.step:
+            run.save(state)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(state.step, run.save(state)) from None
+    return state

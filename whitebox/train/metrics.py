@@ -1,0 +1,64 @@
+"""Metrics: running averages over an epoch, and the JSON-lines file that keeps one line per epoch.
+
+``metrics.jsonl`` is appended to, never rewritten, so a crash loses at most the line being
+written; every line is a JSON object such as::
+
+    {"epoch": 3, "step": 1407, "lr": 0.00041, "train_loss": 0.61, "train_accuracy": 0.93,
+     "test_loss": 0.10, "test_accuracy": 0.979, "samples_per_s": 1350.2, "epoch_time": 52.1, ...}
+
+A resumed run may write an epoch a second time (when it stopped between the line and the
+checkpoint); :func:`read_metrics` keeps the last line of each epoch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class EpochMeter:
+    """Weighted sums of a task's per-batch metrics (weights: the ``"n"`` examples of each batch).
+
+    Its state is a plain dict of floats, so that a checkpoint taken in the middle of an epoch can
+    carry it and the resumed epoch reports the averages over all of its batches.
+    """
+
+    def __init__(self, sums: dict | None = None):
+        self.sums = dict(sums or {})
+
+    def add(self, metrics: dict) -> None:
+        n = metrics["n"]
+        self.sums["n"] = self.sums.get("n", 0) + n
+        for key, value in metrics.items():
+            if key != "n":
+                self.sums[key] = self.sums.get(key, 0.0) + float(value) * n
+
+    @property
+    def count(self) -> int:
+        return int(self.sums.get("n", 0))
+
+    def averages(self) -> dict:
+        """``{key: Σ n·value / Σ n}``; empty before the first batch."""
+        n = self.sums.get("n", 0)
+        return {key: value / n for key, value in self.sums.items() if key != "n"} if n else {}
+
+
+def append_metrics(path, record: dict) -> None:
+    """Append one JSON line to ``path`` (created with its folder if needed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(path) -> list[dict]:
+    """The records of ``path``, one per epoch in epoch order (the last line wins for a repeated epoch)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    by_epoch = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            by_epoch[record["epoch"]] = record
+    return [by_epoch[e] for e in sorted(by_epoch)]
