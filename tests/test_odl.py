@@ -94,12 +94,12 @@ def test_tied_decoder_without_residual_is_overcomplete_ista(seed, batch, n, d, C
 @given(seed=seeds, batch=st.integers(1, 3), n=st.integers(1, 5), d=st.integers(1, 8),
        step=st.floats(0.01, 0.5), lambd=st.floats(0, 0.5))
 def test_one_square_step_from_the_input_is_crate_ista(seed, batch, n, d, step, lambd):
-    """C = 1, T = 1, A₀ = Z, codes as output: CRATE's ISTA (eq. 6), bit for bit, and its gradients."""
+    """C = 1, T = 1, A₀ = Z, codes as output: CRATE's ISTA (eq. 6), to rounding, and its gradients."""
     rng = np.random.default_rng(seed)
     x, D = rng.standard_normal((batch, n, d)), rng.standard_normal((d, d)) / np.sqrt(d)
     out, cache = odl_forward(x, D, None, steps=1, step=step, lambd=lambd, start=x)
     expected, ista_cache = ista_forward(x, D, step, lambd)
-    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-15)  # same function, rounding may differ
     dout = rng.standard_normal(out.shape)
     dx, dD, dD_hat, dstart = odl_backward(dout, cache)
     ista_dx, ista_dD = ista_backward(dout, ista_cache)

@@ -17,9 +17,15 @@ def softmax_forward(scores, axis: int = -1):
     return p
 
 
-def softmax_backward(dp, p, axis: int = -1):
-    """``ds = p ⊙ (dp − Σ_j dp_j p_j)``: the softmax Jacobian ``diag(p) − p pᵀ`` applied to ``dp``."""
-    ds = dp - (dp * p).sum(axis=axis, keepdims=True)
+def softmax_backward(dp, p, *, overwrite_dp: bool = False):
+    """``ds = p ⊙ (dp − Σ_j dp_j p_j)`` along the last axis: the Jacobian ``diag(p) − p pᵀ`` applied to ``dp``.
+
+    With ``overwrite_dp=True`` the result is written into ``dp`` (saves an array of its size).
+    """
+    xp = array_module(dp)
+    row_dot = xp.einsum("...j,...j->...", dp, p)[..., None]  # Σ_j dp_j p_j, without a temporary of dp's size
+    ds = dp if overwrite_dp else dp.copy()
+    ds -= row_dot
     ds *= p
     return ds
 

@@ -6,7 +6,7 @@ started at ``A = Z``:
     ISTA(Z | D) = ReLU(Z + η Dᵀ(Z − D Z) − η λ),   D ∈ R^{d×d}.
 
 Code layout (tokens as rows ``x``): ``D z ↔ x Dᵀ`` and ``Dᵀ z ↔ x D``, so with the published weight
-``D`` (d, d) the step is ``relu(x + η (x − x Dᵀ) D − η λ)``: two matmuls. (The published code
+``D`` (d, d) the step is ``relu(x + η (x (I − D)ᵀ) D − η λ)``: two matmuls. (The published code
 writes ``x + η (x D − (x Dᵀ) D)``, the same function with three.)
 """
 
@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .activations import relu_backward, relu_forward
+from ..backend import array_module
+from .activations import relu_backward
+from .linear import matmul_rows, rows_t_matmul
 
 DEFAULT_STEP = 0.1  # η
 DEFAULT_LAMBD = 0.1  # λ
@@ -22,7 +24,7 @@ DEFAULT_LAMBD = 0.1  # λ
 
 class ISTACache(NamedTuple):
     x: object  # (..., d): input tokens
-    residual: object  # (..., d): r = x − x Dᵀ, the coding residual Z − D Z
+    residual: object  # (..., d): r = x (I − D)ᵀ, the coding residual Z − D Z
     D: object  # (d, d): dictionary
     out: object  # (..., d): the ReLU output (its support is the derivative)
     step: float  # η
@@ -30,12 +32,13 @@ class ISTACache(NamedTuple):
 
 def ista_forward(x, D, step: float = DEFAULT_STEP, lambd: float = DEFAULT_LAMBD):
     """``relu(x + η (x − x Dᵀ) D − η λ)``: x (..., d), D (d, d) → (..., d)."""
-    residual = x - x @ D.T  # (..., d): Z − D Z
-    pre = residual @ D  # (..., d): Dᵀ (Z − D Z)
-    pre *= step
-    pre += x
-    pre -= step * lambd
-    out = relu_forward(pre)
+    xp = array_module(x)
+    residual = matmul_rows(x, _identity_minus(D, xp).T)  # (..., d): Z − D Z
+    out = matmul_rows(residual, D)  # (..., d): Dᵀ (Z − D Z)
+    out *= step
+    out += x
+    out -= step * lambd
+    xp.maximum(out, 0, out=out)  # ReLU in place
     return out, ISTACache(x, residual, D, out, float(step))
 
 
@@ -43,17 +46,24 @@ def ista_backward(dout, cache: ISTACache):
     """Returns ``(dx, dD)``.
 
     With ``g = dout ⊙ [out > 0]`` and ``dr = η g Dᵀ`` (the gradient reaching the residual):
-    ``dx = g + dr − dr D`` and ``dD = η rᵀ g − drᵀ x`` (sums over all tokens).
+    ``dx = g + dr (I − D)`` and ``dD = η rᵀ g − drᵀ x`` (sums over all tokens).
     """
     x, residual, D, out, step = cache
-    d = D.shape[0]
+    xp = array_module(x)
     g = relu_backward(dout, out)  # (..., d)
-    # forward: pre = x + η r D
-    dr = g @ D.T  # (..., d)
-    dr *= step
-    dD = step * (residual.reshape(-1, d).T @ g.reshape(-1, d))  # (d, d)
-    # forward: r = x − x Dᵀ
-    dx = g + dr
-    dx -= dr @ D
-    dD -= dr.reshape(-1, d).T @ x.reshape(-1, d)
+    # forward: out = relu(x + η r D − ηλ)
+    dr = matmul_rows(g, step * D.T)  # (..., d)
+    dD = rows_t_matmul(residual, g)  # (d, d)
+    dD *= step
+    # forward: r = x (I − D)ᵀ
+    dx = matmul_rows(dr, _identity_minus(D, xp))
+    dx += g
+    dD -= rows_t_matmul(dr, x)
     return dx, dD
+
+
+def _identity_minus(D, xp):
+    """``I − D`` (d, d)."""
+    M = -D
+    M[xp.diag_indices(D.shape[0])] += 1
+    return M

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ..backend import array_module
+
 LAYERNORM_EPS = 1e-5
 
 
@@ -22,10 +24,11 @@ class LayerNormCache(NamedTuple):
 
 def layernorm_forward(x, weight, bias, eps: float = LAYERNORM_EPS):
     """``y = γ ⊙ (x − μ)/√(σ² + eps) + β`` over the last axis. x (..., d); weight, bias (d,)."""
-    mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
-    xhat = x - mean  # (..., d)
-    var = (xhat * xhat).mean(axis=-1, keepdims=True)  # (..., 1)
-    rstd = 1.0 / (var + eps) ** 0.5  # (..., 1)
+    xp = array_module(x)
+    d = x.shape[-1]
+    xhat = x - x.mean(axis=-1, keepdims=True)  # (..., d)
+    var = xp.einsum("...i,...i->...", xhat, xhat)[..., None] / d  # (..., 1), without a squared copy
+    rstd = 1.0 / xp.sqrt(var + eps)  # (..., 1)
     xhat *= rstd
     y = xhat * weight
     y += bias
@@ -35,11 +38,15 @@ def layernorm_forward(x, weight, bias, eps: float = LAYERNORM_EPS):
 def layernorm_backward(dy, cache: LayerNormCache):
     """Returns ``(dx, dweight, dbias)`` for ``dy`` (..., d)."""
     xhat, rstd, weight = cache
+    xp = array_module(dy)
     d = xhat.shape[-1]
-    dweight = (dy * xhat).reshape(-1, d).sum(axis=0)  # (d,)
-    dbias = dy.reshape(-1, d).sum(axis=0)  # (d,)
+    dy2, xhat2 = dy.reshape(-1, d), xhat.reshape(-1, d)  # (M, d)
+    dweight = xp.einsum("mi,mi->i", dy2, xhat2)  # (d,)
+    dbias = dy2.sum(axis=0)  # (d,)
     g = dy * weight  # (..., d): gradient with respect to x̂
-    dx = g - g.mean(axis=-1, keepdims=True)
-    dx -= xhat * (g * xhat).mean(axis=-1, keepdims=True)
+    g_dot_xhat = xp.einsum("...i,...i->...", g, xhat)[..., None] / d  # (..., 1): mean(g ⊙ x̂)
+    dx = g
+    dx -= g.mean(axis=-1, keepdims=True)
+    dx -= xhat * g_dot_xhat
     dx *= rstd
     return dx, dweight, dbias

@@ -1,4 +1,8 @@
-"""Affine map ``y = x Wᵀ + b`` (PyTorch ``nn.Linear`` layout: ``W`` is ``(out, in)``)."""
+"""Affine map ``y = x Wᵀ + b`` (PyTorch ``nn.Linear`` layout: ``W`` is ``(out, in)``).
+
+Leading axes are flattened before multiplying, so that ``(B, N, in) @ (in, out)`` is one matrix
+product instead of ``B`` small ones (NumPy's batched ``matmul`` calls BLAS once per slice).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,19 @@ class LinearCache(NamedTuple):
     has_bias: bool
 
 
+def matmul_rows(x, M):
+    """``x @ M`` for x (..., k) and a matrix M (k, m), as one 2-D product: → (..., m)."""
+    return (x.reshape(-1, x.shape[-1]) @ M).reshape(*x.shape[:-1], M.shape[-1])
+
+
+def rows_t_matmul(a, b):
+    """``Σ_rows aᵀ b`` over all leading axes: a (..., k), b (..., m) → (k, m)."""
+    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
+
+
 def linear_forward(x, W, b=None):
     """``y = x Wᵀ + b``: x (..., in), W (out, in), b (out,) or None → y (..., out)."""
-    y = x @ W.T  # (..., out)
+    y = matmul_rows(x, W.T)  # (..., out)
     if b is not None:
         y += b
     return y, LinearCache(x, W, b is not None)
@@ -25,8 +39,7 @@ def linear_backward(dy, cache: LinearCache):
     Returns ``(dx, dW, db)``; ``db`` is None without a bias.
     """
     x, W, has_bias = cache
-    dx = dy @ W  # (..., in)
-    dy2 = dy.reshape(-1, dy.shape[-1])  # (M, out)
-    dW = dy2.T @ x.reshape(-1, x.shape[-1])  # (out, in)
-    db = dy2.sum(axis=0) if has_bias else None
+    dx = matmul_rows(dy, W)  # (..., in)
+    dW = rows_t_matmul(dy, x)  # (out, in)
+    db = dy.reshape(-1, dy.shape[-1]).sum(axis=0) if has_bias else None
     return dx, dW, db

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 from ..backend import array_module
 from .activations import softmax_backward, softmax_forward
-from .linear import LinearCache, linear_backward, linear_forward
+from .linear import LinearCache, linear_backward, linear_forward, matmul_rows, rows_t_matmul
 
 
 class HeadsCache(NamedTuple):
@@ -53,7 +53,8 @@ def attention_heads_forward(x, W_qkv, heads: int, scale: float | None = None, ca
     B, N, _ = x.shape
     p = W_qkv.shape[0] // heads
     s = p**-0.5 if scale is None else float(scale)
-    proj = (x @ W_qkv.T).reshape(B, N, heads, p).transpose(0, 2, 1, 3)  # (B, K, N, p)
+    qkv = matmul_rows(x, W_qkv.T)  # (B, N, K p)
+    proj = xp.ascontiguousarray(qkv.reshape(B, N, heads, p).transpose(0, 2, 1, 3))  # (B, K, N, p)
     scores = proj @ proj.swapaxes(-1, -2)  # (B, K, N, N)
     scores *= s
     if causal:
@@ -73,7 +74,7 @@ def attention_heads_backward(dout, cache: HeadsCache):
     dattn = dO @ proj.swapaxes(-1, -2)  # (B, K, N, N)
     dproj = attn.swapaxes(-1, -2) @ dO  # (B, K, N, p)
     # forward: attn = softmax(s · proj projᵀ); the masked entries have attn = 0 and get no gradient
-    dscores = softmax_backward(dattn, attn)
+    dscores = softmax_backward(dattn, attn, overwrite_dp=True)
     dscores *= s
     dproj += (dscores + dscores.swapaxes(-1, -2)) @ proj
     # forward: proj = split_heads(x W_qkvᵀ)
@@ -102,7 +103,7 @@ def mssa_forward(x, W_qkv, W_out=None, b_out=None, *, heads: int, scale=None, ca
     if tied_scale is None:
         y, out_cache = linear_forward(O, W_out, b_out)  # (B, N, d)
         return y, MSSACache(heads_cache, out_cache, None)
-    y = O @ W_qkv  # (B, N, d): Σ_k SSA_k U_kᵀ
+    y = matmul_rows(O, W_qkv)  # (B, N, d): Σ_k SSA_k U_kᵀ
     y -= x
     y *= tied_scale
     return y, MSSACache(heads_cache, LinearCache(O, None, False), float(tied_scale))
@@ -120,8 +121,8 @@ def mssa_backward(dy, cache: MSSACache):
     # forward: y = c (O W_qkv − x)
     O = out_cache.x
     W_qkv = heads_cache.W_qkv
-    dO = (c * dy) @ W_qkv.T  # (B, N, K p)
+    dO = matmul_rows(dy, c * W_qkv.T)  # (B, N, K p)
     dx, dW_qkv = attention_heads_backward(dO, heads_cache)
-    dW_qkv += c * (O.reshape(-1, O.shape[-1]).T @ dy.reshape(-1, dy.shape[-1]))
+    dW_qkv += c * rows_t_matmul(O, dy)
     dx -= c * dy
     return dx, dW_qkv, None, None
