@@ -35,6 +35,7 @@ from numbers import Integral
 from typing import NamedTuple
 
 from .activations import relu_backward, relu_forward
+from .linear import matmul_rows, rows_t_matmul
 
 DEFAULT_STEPS = 2  # T
 DEFAULT_STEP = 0.1  # η
@@ -78,8 +79,8 @@ def odl_forward(x, D, D_hat, *, steps: int = DEFAULT_STEPS, step: float = DEFAUL
         if a is None:
             r = x  # (..., d): Z − D·0
         else:
-            r = x - a @ D.T  # (..., d): Z − D A_t
-        pre = r @ D  # (..., m): Dᵀ (Z − D A_t)
+            r = x - matmul_rows(a, D.T)  # (..., d): Z − D A_t
+        pre = matmul_rows(r, D)  # (..., m): Dᵀ (Z − D A_t)
         pre *= step
         if a is not None:
             pre += a
@@ -87,7 +88,7 @@ def odl_forward(x, D, D_hat, *, steps: int = DEFAULT_STEPS, step: float = DEFAUL
         a = relu_forward(pre)  # (..., m): A_{t+1}
         codes.append(a)
         residuals.append(r)
-    out = a if D_hat is None else a @ D_hat.T  # (..., d): D̂ A_T
+    out = a if D_hat is None else matmul_rows(a, D_hat.T)  # (..., d): D̂ A_T
     return out, ODLCache(D, D_hat, tuple(codes), tuple(residuals), float(step))
 
 
@@ -107,23 +108,23 @@ def odl_backward(dout, cache: ODLCache):
     if D_hat is None:
         da, dD_hat = dout, None
     else:
-        da = dout @ D_hat  # (..., m)
-        dD_hat = dout.reshape(-1, d).T @ codes[-1].reshape(-1, m)  # (d, m)
+        da = matmul_rows(dout, D_hat)  # (..., m)
+        dD_hat = rows_t_matmul(dout, codes[-1])  # (d, m)
     dx, dD = None, None
     for t in reversed(range(len(residuals))):
         a, r = codes[t], residuals[t]
         g = relu_backward(da, codes[t + 1])  # (..., m)
         # forward: a_{t+1} = relu(a_t + η r_t D − η λ)
-        dr = g @ D.T  # (..., d)
+        dr = matmul_rows(g, D.T)  # (..., d)
         dr *= step
-        dD_step = r.reshape(-1, d).T @ g.reshape(-1, m)  # (d, m)
+        dD_step = rows_t_matmul(r, g)  # (d, m)
         dD_step *= step
         # forward: r_t = x − a_t Dᵀ
         if a is None:
             da = None
         else:
-            da = g - dr @ D  # (..., m)
-            dD_step -= dr.reshape(-1, d).T @ a.reshape(-1, m)
+            da = g - matmul_rows(dr, D)  # (..., m)
+            dD_step -= rows_t_matmul(dr, a)
         if dx is None:
             dx, dD = dr, dD_step
         else:
