@@ -166,7 +166,7 @@ def test_overrides_replace_the_preset_and_cifar_needs_a_dividing_patch():
     assert (config.lr, config.epochs, config.model_config["depth"]) == (1e-4, PRESETS["mnist-demo"].epochs, 2)
     with pytest.raises(ConfigError, match="multiple of patch_size"):
         resolve_config("crate", "mnist-demo", dataset="cifar10")  # patch 7 does not divide 32
-    assert resolve_config("crate", "mnist", dataset="cifar10").model_config["channels"] == 3
+    assert resolve_config("crate", "mnist", dataset="cifar10", model_overrides={"patch_size": 4}).model_config["channels"] == 3
 
 
 # -- end to end -------------------------------------------------------------------------------
