@@ -16,7 +16,7 @@ label smoothing 0.1, linear warmup then cosine, random crops), scaled down to 28
 Measured (``mnist-demo``, float32, seed 0, 2-core x86 machine shared with other jobs, load 5-6,
 ``OPENBLAS_NUM_THREADS=1``): test accuracy 93.3, 95.5, 97.0, 97.6, 98.1, 98.3% after epochs 1-6;
 9 min 25 s of wall time for 6 min 12 s of CPU time, i.e. about 6 minutes on an idle core. The
-benchmark recipes (``benchmarks/accuracy.py``) train a wider model for 20 epochs; their results
+benchmark recipes (``benchmarks/accuracy.py``) train a wider model for 12 epochs; their results
 are in ``benchmarks/RESULTS.md``.
 """
 
@@ -55,13 +55,13 @@ PRESETS = {
         "the MNIST benchmark recipe (target: >= 99.0% test accuracy)",
         dataset="mnist",
         model=dict(patch_size=7, dim=128, depth=6, heads=4, dim_head=32),
-        epochs=20, batch_size=128, lr=2e-3, weight_decay=0.05, warmup_epochs=1,
+        epochs=12, batch_size=128, lr=2e-3, weight_decay=0.05, warmup_epochs=1,
     ),
     "fashion-mnist": Preset(
         "the Fashion-MNIST benchmark recipe (target: >= 90% test accuracy)",
         dataset="fashion-mnist",
         model=dict(patch_size=7, dim=128, depth=6, heads=4, dim_head=32),
-        epochs=20, batch_size=128, lr=2e-3, weight_decay=0.05, warmup_epochs=1,
+        epochs=12, batch_size=128, lr=2e-3, weight_decay=0.05, warmup_epochs=1,
     ),
 }
 
