@@ -1,0 +1,587 @@
+"""Seeing inside: compression, coding rate, sparse rate reduction and sparsity, layer by layer.
+
+A CRATE layer is meant to be one step of alternating minimisation of the sparse rate reduction
+(CRATE JMLR eq. 2, CRATE-alpha eq. 1)
+
+.. math::
+
+    L_srr(Z) = Rc(Z | U_[K]) − R(Z) + λ ‖Z‖₁
+
+so on real images one can ask, layer by layer: does the compression step (MSSA) lower ``Rc``
+against the layer's own subspaces ``U^ℓ``, does the sparse-coding step (ISTA / ODL) produce
+sparse codes, and how do these numbers differ between a freshly initialised and a trained model?
+:func:`measure_layerwise` answers with a :class:`LayerwiseMeasurement`; :func:`plot_layerwise`
+draws it against depth.
+
+Stages
+------
+A model of depth ``L`` is measured at ``2L + 1`` stages, in order of depth ``t``::
+
+    Z^0  Z^½  Z^1  Z^{1½}  …  Z^{L−1}  Z^{L−½}  Z^L
+    (embedded tokens, the input of layer 0; the midpoint Z^{ℓ+½} = Z^ℓ + MSSA(LN(Z^ℓ));
+     Z^{ℓ+1}, the output of layer ℓ; Z^L, the last layer's output)
+
+Stage ``t`` is measured against the subspaces (and LayerNorm) of layer ``ℓ(t) = min(⌊t⌋, L−1)``:
+``Z^ℓ`` against the layer that is about to compress it, ``Z^{ℓ+½}`` against the layer that has just
+compressed it, ``Z^L`` against the last layer. So ``Rc(Z^ℓ) → Rc(Z^{ℓ+½})`` is the effect of one
+compression step with ``U`` held fixed, the claim of the derivation; the step ``Z^{ℓ+½} → Z^{ℓ+1}``
+also changes ``U`` (to the next layer's), so it mixes the sparse step with a change of yardstick.
+The subspaces are ``U^ℓ = layers.mssa.subspaces(W_qkv^ℓ, heads)``, read off the layer's ``qkv``
+weight, which is NOT orthonormal after training (nor at initialisation).
+
+Sparsity is that of the layer's sparse codes: the ISTA output ``Z^{ℓ+1}`` of CRATE, the codes
+``A_T`` (``C d`` wide) of CRATE-alpha's ODL block; the fraction of exact zeros over all tokens
+(cls included) and features, per image. It is attached to the stage ``Z^{ℓ+1}`` and is NaN at
+``Z^0`` and at the midpoints.
+
+The two measurement conventions
+-------------------------------
+``convention="whitebox"`` (the default):
+    the features are what the layer's subspaces see, ``X = LN_attn^ℓ(Z)``: the layer's own
+    pre-attention LayerNorm with its learned affine (``features="raw"`` measures ``X = Z``
+    instead). Per image (``N`` tokens), with ε = ``eps`` (default 0.5; ε itself, not ε²) and
+    λ = ``lambd`` (default: the model's ``ista_lambd``, 0.1):
+
+    * ``rc``  = ``Rc(X | U^ℓ) = Σ_k ½ logdet(I_p + p/(Nε²) (X U_k)ᵀ(X U_k))`` (:func:`rate.compression_rate`)
+    * ``r``   = ``R(X) = ½ logdet(I_d + d/(Nε²) XᵀX)``          (:func:`rate.coding_rate`)
+    * ``l1``  = ``‖X‖₁``, and ``srr = rc − r + λ l1``            (:func:`rate.sparse_rate_reduction`)
+
+    Why LayerNorm'ed: ``U^ℓ`` only ever acts on ``LN_attn^ℓ(·)``, so ``Rc(· | U^ℓ)`` of anything
+    else has no meaning for the model; and the LayerNorm fixes each token's scale, so a fixed ε
+    means the same precision at every depth. The raw ``Z^ℓ`` of a residual stream grows in norm
+    with depth, and with a fixed ε a growing norm alone raises every rate (``logdet`` grows like
+    ``log ‖Z‖²``), which would be mistaken for "less compression".
+
+``convention="published"`` (the measurement code published with PyTorch CRATE, REFERENCE §5,
+``vis_utils/coding_rate.py``):
+    per head, the ``qkv`` features of the LayerNorm'ed input, ``P_k = LN_attn^ℓ(Z) U_k`` (N, p),
+    each token (row) scaled to unit norm, ``P̂_k``; ``rc = Σ_k ½ logdet(I_N + p/(N·0.01) P̂_k P̂_kᵀ)``.
+    The published class is ``CodingRate(eps=0.01)`` and computes ``scalar = p / (m * eps)``: its
+    ``eps`` is ε², so in this library's convention ε = 0.1 (:data:`PUBLISHED_EPS`), and
+    ``rc = Σ_k coding_rate(P̂_k, 0.1)``. It measures only that number and the sparsity; ``r``,
+    ``l1`` and ``srr`` are NaN. (The published script reports layer inputs only, i.e. the
+    stages ``Z^0 … Z^{L−1}``, plotted at layer index ``ℓ + 1``; here every stage is measured.)
+
+How they differ: (1) normalisation: whitebox keeps each token's length (as set by the
+LayerNorm's affine and by ``U``), published rescales every projected token to unit length, so
+only directions count: with ``Σ_i σ_i(P̂_k)² = N`` its ``rc`` is at most
+``K · ½ s log(1 + p/(s ε²))``, ``s = min(N, p)``, whatever the scale of the weights;
+(2) precision: ε = 0.5 vs ε = 0.1 (and the published code's name ``eps`` is ε²); (3) scope:
+whitebox also reports ``R`` and the whole objective, published only the compression term. A
+trained model can change ``‖U_k‖`` freely, which moves the whitebox ``rc`` and leaves the published
+one unchanged (the published one still moves with the directions of the projected tokens):
+compare trends, not values.
+
+Values are per image, then averaged over the images (``values``), with their standard deviation
+(``stds``); rates are computed in float64 whatever the model's dtype.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import NamedTuple
+
+import numpy as np
+
+from .backend import array_module, get_xp, resolve_device, to_host
+from .layers.layernorm import LAYERNORM_EPS, layernorm_forward
+from .layers.mssa import subspaces
+from .models import crate, crate_alpha
+from .rate import coding_rate, compression_rate, sparse_rate_reduction
+
+CONVENTIONS = ("whitebox", "published")
+FEATURES = ("ln", "raw")
+DEFAULT_EPS = 0.5
+PUBLISHED_EPS = 0.1  # ε of the published CodingRate(eps=0.01), whose eps is ε²
+QUANTITIES = ("rc", "r", "l1", "srr", "sparsity")
+LABELS = {
+    "rc": "compression Rc(Z | U^ℓ)",
+    "r": "coding rate R(Z)",
+    "l1": "‖Z‖₁",
+    "srr": "L_srr = Rc − R + λ‖Z‖₁",
+    "sparsity": "sparsity of the codes (fraction of zeros)",
+}
+
+
+class Stage(NamedTuple):
+    name: str  # "Z^0", "Z^0.5", …
+    depth: float  # t
+    layer: int  # ℓ(t) = min(⌊t⌋, L − 1): whose LayerNorm and subspaces measure the stage
+
+
+def stages(depth: int) -> list[Stage]:
+    """The ``2L + 1`` stages ``Z^0, Z^½, …, Z^L`` of a model with ``L = depth`` layers."""
+    out = []
+    for i in range(2 * depth + 1):
+        t = i / 2
+        out.append(Stage(f"Z^{t:g}", t, min(int(t), depth - 1)))
+    return out
+
+
+def model_of(cfg) -> ModuleType:
+    """The model module of a Config: :mod:`whitebox.models.crate` or :mod:`~whitebox.models.crate_alpha`."""
+    for module in (crate, crate_alpha):
+        if isinstance(cfg, module.Config):
+            return module
+    raise TypeError(f"expected a crate or crate_alpha Config, got {type(cfg).__name__}")
+
+
+def attention_norm_eps(cfg) -> float:
+    """The eps of the model's pre-attention LayerNorms (CRATE 1e-5, CRATE-alpha ``norm_eps``)."""
+    return getattr(cfg, "norm_eps", LAYERNORM_EPS)
+
+
+def layer_subspaces(params: dict, layer: int, cfg):
+    """``U^ℓ`` (K, d, p), read off layer ``ℓ``'s ``qkv`` weight ``[U_1 … U_K]ᵀ``."""
+    return subspaces(params[f"layers.{layer}.attn.qkv"], cfg.heads)
+
+
+def attention_input(Z, params: dict, layer: int, cfg):
+    """``LN_attn^ℓ(Z)``: the tokens as layer ``ℓ``'s MSSA sees them (same LayerNorm, same eps)."""
+    pre = f"layers.{layer}.attn_norm."
+    y, _ = layernorm_forward(Z, params[pre + "weight"], params[pre + "bias"], attention_norm_eps(cfg))
+    return y
+
+
+def forward_stages(params: dict, images, cfg, model: ModuleType | None = None):
+    """One forward pass; returns ``(Z, codes)``: the ``2L + 1`` stage tokens (each (B, N, d), in
+    :func:`stages` order) and the ``L`` layers' sparse codes (B, N, d) or (B, N, C d)."""
+    model = model or model_of(cfg)
+    _, cache = model.forward(params, images, cfg, keep_features=True)
+    feats = model.layer_features(cache)
+    Z = [feats["inputs"][0]]
+    for mid, nxt in zip(feats["midpoints"], feats["inputs"][1:] + [_last_output(cache, feats)]):
+        Z += [mid, nxt]
+    return Z, feats["outputs"]
+
+
+def _last_output(cache, feats):
+    """``Z^L``, the tokens the head reads, rebuilt from the last layer's cache.
+
+    CRATE: the ISTA output itself. CRATE-alpha: ``[Z^{L−½} +] D̂ A_T`` (``A_T`` without a decoder).
+    """
+    if isinstance(cache.cfg, crate.Config):
+        return feats["outputs"][-1]
+    odl = cache.layers[-1].odl
+    out = odl.codes[-1] if odl.D_hat is None else odl.codes[-1] @ odl.D_hat.T  # (B, N, d)
+    return feats["midpoints"][-1] + out if cache.cfg.residual else out
+
+
+def measured_features(Z, params: dict, layer: int, cfg, features: str = "ln"):
+    """The features a stage is measured on, in float64: ``LN_attn^ℓ(Z)`` (``"ln"``) or ``Z`` (``"raw"``)."""
+    X = attention_input(Z, params, layer, cfg) if features == "ln" else Z
+    return X.astype(array_module(X).float64)
+
+
+def published_compression(X, W_qkv, heads: int, eps: float = PUBLISHED_EPS):
+    """The published measurement: ``Σ_k R(P̂_k)`` with ``P̂_k`` the unit-normalised rows of ``X U_k``.
+
+    X (B, N, d) (already LayerNorm'ed), W_qkv (K p, d) → (B,). ``eps`` is ε (0.1 reproduces the
+    published ``CodingRate(eps=0.01)``, whose ``eps`` is ε²).
+    """
+    xp = array_module(X)
+    B, N, _ = X.shape
+    P = (X @ W_qkv.T.astype(X.dtype)).reshape(B, N, heads, -1).transpose(0, 2, 1, 3)  # (B, K, N, p)
+    P = P / xp.linalg.norm(P, axis=-1, keepdims=True)
+    return coding_rate(P, eps).sum(axis=-1)  # (B,)
+
+
+def code_sparsity(codes):
+    """Fraction of exact zeros per image: codes (B, N, m) → (B,)."""
+    return (codes == 0).mean(axis=(-2, -1))
+
+
+@dataclass(frozen=True)
+class LayerwiseMeasurement:
+    """Per-stage averages over images (``values``) and standard deviations (``stds``).
+
+    ``values[q][i]`` is quantity ``q`` (one of :data:`QUANTITIES`) at stage ``i``, NaN where the
+    convention does not define it.
+    """
+
+    convention: str
+    features: str
+    eps: float
+    lambd: float
+    stages: tuple  # names
+    depth: tuple  # t per stage
+    layer: tuple  # ℓ(t) per stage
+    values: dict
+    stds: dict
+    n_images: int
+    label: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def at(self, quantity: str, name: str) -> float:
+        """The value of ``quantity`` at the stage called ``name`` (e.g. ``"Z^1.5"``)."""
+        return self.values[quantity][self.stages.index(name)]
+
+    def inputs(self, quantity: str) -> list[float]:
+        """``quantity`` at the integer stages ``Z^0 … Z^L``."""
+        return [v for v, t in zip(self.values[quantity], self.depth) if t == int(t)]
+
+    def to_dict(self) -> dict:
+        def clean(values):
+            return [None if v is None or math.isnan(v) else v for v in values]
+
+        return {"convention": self.convention, "features": self.features, "eps": self.eps, "lambd": self.lambd,
+                "label": self.label, "n_images": self.n_images, "meta": self.meta,
+                "stages": [{"name": s, "depth": t, "layer": ell}
+                           for s, t, ell in zip(self.stages, self.depth, self.layer)],
+                "values": {q: clean(v) for q, v in self.values.items()},
+                "stds": {q: clean(v) for q, v in self.stds.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LayerwiseMeasurement":
+        def nan(values):
+            return [math.nan if v is None else v for v in values]
+
+        st = data["stages"]
+        return cls(data["convention"], data["features"], data["eps"], data["lambd"],
+                   tuple(s["name"] for s in st), tuple(s["depth"] for s in st), tuple(s["layer"] for s in st),
+                   {q: nan(v) for q, v in data["values"].items()}, {q: nan(v) for q, v in data["stds"].items()},
+                   data["n_images"], data.get("label", ""), data.get("meta", {}))
+
+    def to_markdown(self) -> str:
+        """A table: one row per stage, one column per quantity (mean ± std over images)."""
+        quantities = [q for q in QUANTITIES if any(not math.isnan(v) for v in self.values[q])]
+        head = f"{self.label + ': ' if self.label else ''}convention {self.convention}, features {self.features}, " \
+               f"ε = {self.eps:g}, λ = {self.lambd:g}, {self.n_images} images\n\n"
+        lines = ["| stage | U of layer | " + " | ".join(quantities) + " |",
+                 "|---|---|" + "---|" * len(quantities)]
+        for i, (name, ell) in enumerate(zip(self.stages, self.layer)):
+            cells = [_cell(self.values[q][i], self.stds[q][i], q) for q in quantities]
+            lines.append(f"| {name} | {ell} | " + " | ".join(cells) + " |")
+        return head + "\n".join(lines) + "\n"
+
+
+def _cell(value: float, std: float, quantity: str) -> str:
+    if math.isnan(value):
+        return "–"
+    if quantity == "sparsity":
+        return f"{value:.3f} ± {std:.3f}"
+    return f"{value:.4g} ± {std:.2g}"
+
+
+def measure_layerwise(params: dict, images, cfg, *, model: ModuleType | None = None, convention: str = "whitebox",
+                      eps: float | None = None, lambd: float | None = None, features: str = "ln",
+                      chunk: int = 256, label: str = "") -> LayerwiseMeasurement:
+    """Measure every stage of the model on ``images`` (B, C, H, W), normalised as in training.
+
+    Parameters
+    ----------
+    params, cfg : a CRATE or CRATE-alpha model (``model`` defaults to the Config's module).
+    convention : ``"whitebox"`` or ``"published"`` (module docstring).
+    eps : ε; default 0.5 (whitebox) or 0.1 (published, = its ``eps=0.01`` read as ε²).
+    lambd : λ of ``srr``; default the model's ``ista_lambd``.
+    features : ``"ln"`` (``LN_attn^ℓ(Z)``, the default) or ``"raw"`` (``Z``); whitebox convention only.
+    chunk : images per forward pass.
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+    if convention == "published" and features != "ln":
+        raise ValueError("the published convention measures the LayerNorm'ed qkv features (features='ln')")
+    eps = float(eps if eps is not None else (DEFAULT_EPS if convention == "whitebox" else PUBLISHED_EPS))
+    lambd = float(lambd if lambd is not None else cfg.ista_lambd)
+    model = model or model_of(cfg)
+    plan = stages(cfg.depth)
+    per_image = {q: [[] for _ in plan] for q in QUANTITIES}
+    for lo in range(0, len(images), chunk):
+        Z, codes = forward_stages(params, images[lo:lo + chunk], cfg, model)
+        for i, stage in enumerate(plan):
+            values = _measure_stage(Z[i], params, stage, cfg, convention, eps, lambd, features)
+            if stage.depth >= 1 and stage.depth == int(stage.depth):
+                values["sparsity"] = to_host(code_sparsity(codes[int(stage.depth) - 1]))
+            for q in QUANTITIES:
+                per_image[q][i].append(values.get(q, np.full(len(Z[i]), np.nan)))
+    means, stds = {}, {}
+    for q in QUANTITIES:
+        columns = [np.concatenate(v) for v in per_image[q]]
+        means[q] = [float(c.mean()) for c in columns]
+        stds[q] = [float(c.std()) for c in columns]
+    return LayerwiseMeasurement(convention, features, eps, lambd, tuple(s.name for s in plan),
+                                tuple(s.depth for s in plan), tuple(s.layer for s in plan), means, stds,
+                                len(images), label)
+
+
+def _measure_stage(Z, params, stage: Stage, cfg, convention, eps, lambd, features) -> dict:
+    """Per-image values (host arrays (B,)) of one stage."""
+    X = measured_features(Z, params, stage.layer, cfg, features)  # (B, N, d), float64
+    if convention == "published":
+        W_qkv = params[f"layers.{stage.layer}.attn.qkv"]
+        return {"rc": to_host(published_compression(X, W_qkv, cfg.heads, eps))}
+    U = layer_subspaces(params, stage.layer, cfg).astype(X.dtype)  # (K, d, p)
+    xp = array_module(X)
+    return {
+        "rc": to_host(compression_rate(X, U, eps)),
+        "r": to_host(coding_rate(X, eps)),
+        "l1": to_host(xp.abs(X).sum(axis=(-2, -1))),
+        "srr": to_host(sparse_rate_reduction(X, U, eps, lambd)),
+    }
+
+
+# -- plots ------------------------------------------------------------------------------------
+
+PLOTTED = ("rc", "r", "srr", "sparsity")
+
+
+def plot_layerwise(measure_init: LayerwiseMeasurement | None, measure_trained: LayerwiseMeasurement | None,
+                   path, title: str = "") -> Path:
+    """Each quantity against depth, at initialisation (dashed) and after training (solid), one PNG.
+
+    One panel per quantity of :data:`PLOTTED` that either measurement defines; the band is ± one
+    standard deviation over images. Integer depths are the stages ``Z^ℓ``, half-integers the
+    midpoints ``Z^{ℓ+½}`` (hollow markers).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .train.files import atomic_write
+
+    runs = [(m, style) for m, style in ((measure_init, dict(ls="--", color="tab:gray", label="initialisation")),
+                                        (measure_trained, dict(ls="-", color="tab:blue", label="trained")))
+            if m is not None]
+    if not runs:
+        raise ValueError("plot_layerwise needs at least one measurement")
+    panels = [q for q in PLOTTED if any(not math.isnan(v) for m, _ in runs for v in m.values[q])]
+    fig = Figure(figsize=(3.6 * len(panels), 3.3), layout="constrained")
+    FigureCanvasAgg(fig)
+    for j, q in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), j + 1)
+        for m, style in runs:
+            t = np.asarray(m.depth)
+            v, s = np.asarray(m.values[q]), np.asarray(m.stds[q])
+            ok = ~np.isnan(v)
+            ax.plot(t[ok], v[ok], ls=style["ls"], color=style["color"], label=m.label or style["label"])
+            ax.fill_between(t[ok], (v - s)[ok], (v + s)[ok], color=style["color"], alpha=0.15, lw=0)
+            whole = ok & (t == np.floor(t))
+            ax.plot(t[whole], v[whole], "o", color=style["color"], ms=4)
+            ax.plot(t[ok & ~whole], v[ok & ~whole], "o", mfc="white", color=style["color"], ms=4)
+        ax.set_title(LABELS[q], fontsize=9)
+        ax.set_xlabel("depth (stage Z^t)")
+        ax.set_xticks(range(int(max(max(m.depth) for m, _ in runs)) + 1))
+        ax.grid(alpha=0.3)
+    fig.axes[0].legend(fontsize=8)
+    m = runs[-1][0]
+    fig.suptitle(title or f"{m.convention} convention, ε = {m.eps:g}, {m.n_images} test images", fontsize=10)
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
+
+
+# -- from a checkpoint ------------------------------------------------------------------------
+
+class TrainedModel(NamedTuple):
+    model: ModuleType  # crate or crate_alpha
+    cfg: object  # the model's Config
+    params: dict  # trained, on the device
+    config: object  # the run's whitebox.train.RunConfig
+    step: int  # updates taken
+    path: Path  # the checkpoint file
+
+    def initial_params(self) -> dict:
+        """The parameters this run started from: ``model.init`` with the run's seed and dtype."""
+        xp = array_module(*self.params.values())
+        device = "cpu" if xp is np else "gpu"
+        return self.model.init(self.cfg, seed=self.config.seed, dtype=np.dtype(self.config.dtype).type, device=device)
+
+
+def load_trained(path, *, device: str | None = None) -> TrainedModel:
+    """A model trained by ``whitebox train``: a run folder or its ``checkpoint.npz``.
+
+    ``device`` defaults to ``$WHITEBOX_DEVICE`` or the CPU (not the device the run trained on:
+    measuring is cheap).
+    """
+    from .models.registry import get_model
+    from .train import RunConfig, load_checkpoint
+    from .train.run import NoCheckpointError, checkpoint_path
+
+    file = checkpoint_path(path)
+    if not file.is_file():
+        raise NoCheckpointError(f"no checkpoint at {file}")
+    checkpoint = load_checkpoint(file)
+    if checkpoint.meta.get("task") not in (None, "classification"):
+        raise ValueError(f"{file} is a {checkpoint.meta['task']!r} run; measuring needs a classifier "
+                         "(crate, crate-alpha)")
+    config = RunConfig.from_dict(checkpoint.meta["config"])
+    model = get_model(config.model)
+    xp = get_xp(resolve_device(device))
+    dtype = np.dtype(config.dtype).type
+    params = {k: xp.asarray(v, dtype=dtype) for k, v in checkpoint.params.items()}
+    return TrainedModel(model, config.model_cfg(), params, config, int(checkpoint.meta["step"]), file)
+
+
+def test_images(dataset: str, n: int, cfg, *, xp: ModuleType = np, dtype=np.float32, data_dir=None):
+    """The first ``n`` test images of ``dataset``: ``(normalised (n, C, H, W) on xp, uint8 on the host, labels)``.
+
+    The dataset's image shape must be the model's.
+    """
+    from .data import dataset_info, load_dataset, normalize
+
+    info = dataset_info(dataset)
+    if (info.channels, info.image_size) != (cfg.channels, cfg.image_size):
+        raise ValueError(f"{dataset} images are {info.channels}x{info.image_size}x{info.image_size}, the model "
+                         f"expects {cfg.channels}x{cfg.image_size}x{cfg.image_size}")
+    images, labels = load_dataset(dataset, "test", data_dir)
+    raw, labels = images[:n], labels[:n]
+    x = normalize(xp.asarray(raw) if xp is not np else raw, info.mean, info.std, dtype=dtype)
+    return x, raw, labels
+
+
+def measure_checkpoint(path, *, dataset: str | None = None, n_images: int = 256, eps: float | None = None,
+                       lambd: float | None = None, device: str | None = None, data_dir=None, out=None,
+                       sweep_layer: int | None = None) -> dict:
+    """``whitebox measure``: both conventions, at initialisation and trained, on real test images.
+
+    Returns ``{convention: {"init": LayerwiseMeasurement, "trained": …}}`` and, with ``out``, writes
+    there ``measure.json``, ``measure.md``, ``layerwise.png`` (whitebox convention),
+    ``layerwise_published.png``, and the approximation checks of :mod:`whitebox.approximations`
+    on the trained model (``approximations.png``, ``approximations.md``; the sweep uses layer
+    ``sweep_layer``, default the middle one).
+    """
+    run = load_trained(path, device=device)
+    xp = array_module(*run.params.values())
+    dataset = dataset or run.config.dataset
+    images, _, _ = test_images(dataset, n_images, run.cfg, xp=xp, dtype=np.dtype(run.config.dtype).type,
+                               data_dir=data_dir)
+    init = run.initial_params()
+    results = {}
+    for convention in CONVENTIONS:
+        e = eps if convention == "whitebox" else None
+        results[convention] = {
+            "init": measure_layerwise(init, images, run.cfg, model=run.model, convention=convention, eps=e,
+                                      lambd=lambd, label="initialisation"),
+            "trained": measure_layerwise(run.params, images, run.cfg, model=run.model, convention=convention,
+                                         eps=e, lambd=lambd, label=f"trained (step {run.step})"),
+        }
+    if out is not None:
+        _write_measurements(results, run, dataset, Path(out), images, sweep_layer)
+    return results
+
+
+def _write_measurements(results: dict, run: TrainedModel, dataset: str, out: Path, images, sweep_layer) -> None:
+    from . import approximations
+    from .train.files import atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    what = f"{run.config.model} on {dataset}, step {run.step}"
+    payload = {"checkpoint": str(run.path), "model": run.config.model, "dataset": dataset, "step": run.step,
+               **{c: {k: m.to_dict() for k, m in pair.items()} for c, pair in results.items()}}
+    atomic_write_text(out / "measure.json", json.dumps(payload, indent=2) + "\n")
+    text = [f"# Layer-by-layer measurement: {what}\n"]
+    for convention, pair in results.items():
+        for m in pair.values():
+            text.append(f"## {convention}: {m.label}\n\n{m.to_markdown()}")
+    sweep_layer = run.cfg.depth // 2 if sweep_layer is None else sweep_layer
+    rows = approximations.sweep_layer(run.params, images[:16], run.cfg, sweep_layer, model=run.model)
+    approximations.plot_sweep(rows, out / "approximations.png", title=f"layer {sweep_layer} of {what}")
+    lasso = approximations.lasso_through_layers(run.params, images, run.cfg, model=run.model)
+    text.append(f"## Approximations of the compression step (layer {sweep_layer}, 16 images)\n\n"
+                + approximations.table_markdown(rows))
+    text.append("## LASSO objective through the proximal steps\n\n" + approximations.table_markdown(lasso))
+    atomic_write_text(out / "measure.md", "\n".join(text))
+    plot_layerwise(results["whitebox"]["init"], results["whitebox"]["trained"], out / "layerwise.png",
+                   title=f"whitebox convention (LN'd features, ε = {results['whitebox']['trained'].eps:g}): {what}")
+    plot_layerwise(results["published"]["init"], results["published"]["trained"], out / "layerwise_published.png",
+                   title=f"published convention (unit-norm qkv features, ε = {PUBLISHED_EPS:g}): {what}")
+
+
+# -- findings and the command line ------------------------------------------------------------
+
+def findings(m: LayerwiseMeasurement) -> dict:
+    """The claims, counted: does each compression step lower ``rc`` (``Z^ℓ → Z^{ℓ+½}``, same ``U``),
+    does ``rc`` fall from one layer input to the next, does sparsity rise from layer to layer?"""
+    index = {name: i for i, name in enumerate(m.stages)}
+    L = max(m.layer) + 1
+    rc = m.values["rc"]
+    steps = [rc[index[f"Z^{ell + 0.5:g}"]] < rc[index[f"Z^{ell:g}"]] for ell in range(L)]
+    inputs = [rc[index[f"Z^{ell:g}"]] for ell in range(L + 1)]
+    sparsity = [m.values["sparsity"][index[f"Z^{ell:g}"]] for ell in range(1, L + 1)]
+    return {
+        "compression_steps_lowering_rc": sum(steps), "layers": L,
+        "rc_falls_between_stages": sum(b < a for a, b in zip(inputs, inputs[1:])),
+        "rc_first_last": (inputs[0], inputs[-1]),
+        "sparsity_rises": sum(b > a for a, b in zip(sparsity, sparsity[1:])),
+        "sparsity_first_last": (sparsity[0], sparsity[-1]),
+    }
+
+
+def describe(results: dict) -> str:
+    """A few lines for the terminal: the counts of :func:`findings` at initialisation and trained."""
+    lines = []
+    for convention, pair in results.items():
+        m = pair["trained"]
+        lines.append(f"{convention} convention (ε = {m.eps:g}, {m.n_images} test images, mean per image):")
+        for which, meas in pair.items():
+            f = findings(meas)
+            L = f["layers"]
+            lines.append(
+                f"  {which:<8} Rc(Z^0) {f['rc_first_last'][0]:.4g} -> Rc(Z^{L}) {f['rc_first_last'][1]:.4g}; "
+                f"Rc fell at {f['rc_falls_between_stages']}/{L} layer transitions, "
+                f"the compression step lowered it in {f['compression_steps_lowering_rc']}/{L} layers; "
+                f"sparsity {f['sparsity_first_last'][0]:.3f} -> {f['sparsity_first_last'][1]:.3f} "
+                f"(rose at {f['sparsity_rises']}/{L - 1} transitions)")
+    return "\n".join(lines)
+
+
+MEASURE_DESCRIPTION = """\
+Measure a trained model layer by layer on real test images, and the same model at its
+initialisation (the run's own seed): the compression term Rc(Z | U^l) against each layer's own
+subspaces (read off its qkv weight), the coding rate R(Z), the sparse rate reduction objective
+Rc - R + lambda ||Z||_1, and the sparsity of the ISTA/ODL codes, at every stage
+Z^0, Z^0.5, Z^1, ..., Z^L. Two conventions (see whitebox/measure.py):
+
+  whitebox   the LayerNorm'ed tokens the layer's MSSA sees, eps 0.5 (--eps)
+  published  per-head qkv features of LN(Z), each token scaled to unit norm, eps 0.1
+             (the published CodingRate(eps=0.01) passes eps^2)
+
+With --out, writes measure.json, measure.md, layerwise.png, layerwise_published.png, and the checks
+of the approximations on the trained model (approximations.png and tables in measure.md).
+
+example:
+  whitebox measure --checkpoint runs/demo --out runs/demo/measure
+"""
+
+
+def add_measure_arguments(p) -> None:
+    from .cli import positive_float, positive_int
+    from .data import DATASETS
+
+    p.add_argument("--checkpoint", required=True, metavar="RUN",
+                   help="a run folder (its checkpoint.npz) or a checkpoint file")
+    p.add_argument("--dataset", choices=DATASETS, help="test images to measure on (default: the run's dataset)")
+    p.add_argument("--out", metavar="DIR", help="write the tables and figures here")
+    p.add_argument("--images", type=positive_int, default=256, metavar="N", help="test images (default 256)")
+    p.add_argument("--eps", type=positive_float, metavar="EPS",
+                   help=f"epsilon of the whitebox convention (default {DEFAULT_EPS})")
+    p.add_argument("--lambd", type=positive_float, metavar="L", help="lambda of the objective (default: the model's)")
+    p.add_argument("--sweep-layer", type=int, metavar="L",
+                   help="layer of the approximation sweep (default: the middle one)")
+    p.add_argument("--device", choices=("cpu", "gpu"), help="default: $WHITEBOX_DEVICE or cpu")
+    p.add_argument("--data-dir", metavar="FOLDER", help="look for the dataset files here first")
+
+
+def measure_command(args) -> int:
+    """``whitebox measure``."""
+    from .cli import CommandError
+
+    try:
+        results = measure_checkpoint(args.checkpoint, dataset=args.dataset, n_images=args.images, eps=args.eps,
+                                     lambd=args.lambd, device=args.device, data_dir=args.data_dir, out=args.out,
+                                     sweep_layer=args.sweep_layer)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    print(describe(results))
+    if args.out is None:
+        for convention, pair in results.items():
+            for m in pair.values():
+                print(f"\n{convention}: {m.to_markdown()}")
+    else:
+        out = Path(args.out)
+        for name in ("measure.md", "measure.json", "layerwise.png", "layerwise_published.png", "approximations.png"):
+            print(f"  {out / name}")
+    return 0
