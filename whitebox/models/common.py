@@ -35,3 +35,28 @@ def params_from_state_dict(state_dict: dict, names: dict, expected: dict, *, dty
             raise ValueError(f"state_dict[{theirs!r}] has shape {value.shape}, expected {expected[ours]}")
         params[ours] = xp.asarray(value, dtype=dtype or value.dtype)
     return params
+
+
+HEAD_TORCH_NAMES = {
+    "cls_token": "cls_token",
+    "pos_embedding": "pos_embedding",
+    "head_norm.weight": "mlp_head.0.weight",
+    "head_norm.bias": "mlp_head.0.bias",
+    "head.weight": "mlp_head.1.weight",
+    "head.bias": "mlp_head.1.bias",
+}  # whitebox name -> official name, the same in PyTorch CRATE and the CRATE-alpha port
+
+
+def attention_torch_names(layer: int, *, project_out: bool, out_bias: bool) -> dict:
+    """whitebox -> official names of layer ``layer``'s attention sublayer (``transformer.layers.i.0``)."""
+    ours, theirs = f"layers.{layer}.", f"transformer.layers.{layer}.0."
+    names = {
+        ours + "attn_norm.weight": theirs + "norm.weight",
+        ours + "attn_norm.bias": theirs + "norm.bias",
+        ours + "attn.qkv": theirs + "fn.qkv.weight",
+    }
+    if project_out:
+        names[ours + "attn.out.weight"] = theirs + "fn.to_out.0.weight"
+        if out_bias:
+            names[ours + "attn.out.bias"] = theirs + "fn.to_out.0.bias"
+    return names

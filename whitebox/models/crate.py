@@ -41,7 +41,7 @@ from ..layers.layernorm import LayerNormCache, layernorm_backward, layernorm_for
 from ..layers.pooling import POOLS
 from .blocks import AttentionCache, attention_sublayer_backward, attention_sublayer_forward, head_backward, head_forward
 from .checks import check_images, check_params, positive_int
-from .common import params_from_state_dict, state_dict_from_params
+from .common import HEAD_TORCH_NAMES, attention_torch_names, params_from_state_dict, state_dict_from_params
 
 MSSA_FORMS = ("published", "tied")
 
@@ -245,21 +245,11 @@ def torch_names(cfg: Config) -> dict:
         "embed.proj.bias": "to_patch_embedding.2.bias",
         "embed.norm_out.weight": "to_patch_embedding.3.weight",
         "embed.norm_out.bias": "to_patch_embedding.3.bias",
-        "cls_token": "cls_token",
-        "pos_embedding": "pos_embedding",
-        "head_norm.weight": "mlp_head.0.weight",
-        "head_norm.bias": "mlp_head.0.bias",
-        "head.weight": "mlp_head.1.weight",
-        "head.bias": "mlp_head.1.bias",
+        **HEAD_TORCH_NAMES,
     }
     for i in range(cfg.depth):
         ours, theirs = f"layers.{i}.", f"transformer.layers.{i}."
-        names[ours + "attn_norm.weight"] = theirs + "0.norm.weight"
-        names[ours + "attn_norm.bias"] = theirs + "0.norm.bias"
-        names[ours + "attn.qkv"] = theirs + "0.fn.qkv.weight"
-        if cfg.project_out:
-            names[ours + "attn.out.weight"] = theirs + "0.fn.to_out.0.weight"
-            names[ours + "attn.out.bias"] = theirs + "0.fn.to_out.0.bias"
+        names.update(attention_torch_names(i, project_out=cfg.project_out, out_bias=True))
         names[ours + "ista_norm.weight"] = theirs + "1.norm.weight"
         names[ours + "ista_norm.bias"] = theirs + "1.norm.bias"
         names[ours + "ista.D"] = theirs + "1.fn.weight"

@@ -66,7 +66,7 @@ from ..layers.odl import ODLCache, odl_backward, odl_forward
 from ..layers.pooling import POOLS
 from .blocks import AttentionCache, attention_sublayer_backward, attention_sublayer_forward, head_backward, head_forward
 from .checks import check_images, check_params, positive_int
-from .common import params_from_state_dict, state_dict_from_params
+from .common import HEAD_TORCH_NAMES, attention_torch_names, params_from_state_dict, state_dict_from_params
 
 ISTA_STARTS = ("zero", "input")
 PORT_NORM_EPS = 1e-6  # the port's PreNorm LayerNorm(dim, eps=1e-6) (flax's default)
@@ -335,20 +335,11 @@ def torch_names(cfg: Config) -> dict:
     names = {
         "embed.conv.weight": "conv1.weight",
         "embed.conv.bias": "conv1.bias",
-        "cls_token": "cls_token",
-        "pos_embedding": "pos_embedding",
-        "head_norm.weight": "mlp_head.0.weight",
-        "head_norm.bias": "mlp_head.0.bias",
-        "head.weight": "mlp_head.1.weight",
-        "head.bias": "mlp_head.1.bias",
+        **HEAD_TORCH_NAMES,
     }
     for i in range(cfg.depth):
         ours, theirs = f"layers.{i}.", f"transformer.layers.{i}."
-        names[ours + "attn_norm.weight"] = theirs + "0.norm.weight"
-        names[ours + "attn_norm.bias"] = theirs + "0.norm.bias"
-        names[ours + "attn.qkv"] = theirs + "0.fn.qkv.weight"
-        if cfg.project_out:
-            names[ours + "attn.out.weight"] = theirs + "0.fn.to_out.0.weight"
+        names.update(attention_torch_names(i, project_out=cfg.project_out, out_bias=False))
         names[ours + "odl_norm.weight"] = theirs + "1.norm.weight"
         names[ours + "odl_norm.bias"] = theirs + "1.norm.bias"
         names[ours + "odl.D"] = theirs + "1.fn.D"
