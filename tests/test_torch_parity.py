@@ -1,9 +1,11 @@
-"""whitebox against the published PyTorch models (benchmarks/torch_crate.py), in float64.
+"""whitebox against the published PyTorch models (benchmarks/torch_crate.py), live, in float64.
 
 Same parameters (through ``to_torch_state_dict`` and ``load_state_dict(strict=True)``), same
 images: logits agree to 1e-10, the label-smoothed cross-entropy and every parameter's gradient to
-1e-9 relative, and the state dict goes back through ``from_torch_state_dict`` unchanged. Every
-test that needs PyTorch skips without it; whitebox itself never imports it.
+1e-9 relative, and the state dict goes back through ``from_torch_state_dict`` unchanged. The
+records that ``tests/test_published_parity.py`` checks without PyTorch are re-made here and must
+equal the stored ones. Every test that needs PyTorch skips without it; whitebox itself never
+imports it.
 """
 
 import importlib.util
@@ -30,20 +32,13 @@ def load_benchmark_module(name):
     return module
 
 
+record_parity = load_benchmark_module("record_parity")
+
+
 @pytest.fixture(scope="module")
 def torch_crate():
     pytest.importorskip("torch")
     return load_benchmark_module("torch_crate")
-
-
-def perturbed_params(mod, cfg, seed=3):
-    """float64 parameters with random LayerNorm affines, so their gradients are exercised too."""
-    rng = np.random.default_rng(seed + 100)
-    params = mod.init(cfg, seed=seed, dtype=np.float64)
-    for k in params:
-        if "norm" in k:
-            params[k] = params[k] + 0.3 * rng.standard_normal(params[k].shape)
-    return params
 
 
 def compare_with_torch(mod, cfg, model, torch_crate, batch=5):
@@ -52,7 +47,7 @@ def compare_with_torch(mod, cfg, model, torch_crate, batch=5):
     import torch.nn.functional as F
 
     rng = np.random.default_rng(7)
-    params = perturbed_params(mod, cfg)
+    params = record_parity.perturbed_params(mod, cfg)
     model = model.double()
     state = mod.to_torch_state_dict(params, cfg)
     model.load_state_dict(torch_crate.to_torch(state), strict=True)
@@ -70,18 +65,27 @@ def compare_with_torch(mod, cfg, model, torch_crate, batch=5):
 
     np.testing.assert_allclose(logits, t_logits.detach().numpy(), rtol=0, atol=1e-10)
     assert abs(float(loss) - t_loss.item()) <= 1e-9 * abs(t_loss.item())
-    names = mod.torch_names(cfg)
-    assert set(names.values()) == set(t_grads) == set(model.state_dict())
-    errors = {
-        ours: np.linalg.norm(grads[ours] - t_grads[theirs]) / np.linalg.norm(t_grads[theirs])
-        for ours, theirs in names.items()
-    }
+    grads = mod.to_torch_state_dict(grads, cfg)  # only renames: the gradients under the official names
+    assert set(grads) == set(t_grads) == set(model.state_dict())
+    errors = {name: record_parity.relative_error(grads[name], t_grads[name]) for name in t_grads}
     assert max(errors.values()) < 1e-9, {k: v for k, v in errors.items() if v >= 1e-9}
 
     back = mod.from_torch_state_dict(torch_crate.to_numpy(model.state_dict()), cfg)
     assert set(back) == set(params)
     for k in params:
         assert back[k].dtype == params[k].dtype and np.array_equal(back[k], params[k]), k
+
+
+@pytest.mark.parametrize("case", list(record_parity.CASES))
+def test_the_stored_records_are_what_the_official_models_compute(case, torch_crate):
+    """tests/data/ is up to date with torch_crate.py: re-recording gives the same arrays."""
+    new, old = record_parity.record(case), record_parity.load_record(case)
+    assert set(new) == {"meta", "images", "dlogits", "logits"} | {f"{g}/{k}" for g in ("state", "grad") for k in old[g]}
+    for key in ("images", "dlogits", "logits"):
+        assert record_parity.relative_error(new[key], old[key]) < 1e-12, key
+    for group in ("state", "grad"):
+        for name, value in old[group].items():
+            assert record_parity.relative_error(new[f"{group}/{name}"], value) < 1e-12, (group, name)
 
 
 @pytest.mark.parametrize(
@@ -94,7 +98,7 @@ def test_crate_matches_pytorch_crate(cfg, torch_crate):
 
 
 def test_pytorch_crate_has_the_official_parameter_counts(torch_crate):
-    """REFERENCE §5 and §8: the counts of the official code, and whitebox's own count."""
+    """docs/reference.md §5 and §8: the counts of the official code, and whitebox's own count."""
     expected = {"reference": 1_363_498, "tiny": 6_090_856, "small": 13_116_328, "base": 22_796_008,
                 "large": 77_641_192}
     configs = {"reference": crate.Config(), **{k: make() for k, make in crate.PRESETS.items()}}
@@ -118,7 +122,7 @@ def test_the_three_matmul_ista_is_whitebox_ista(torch_crate):
 
 
 def test_flop_count_matches_reference():
-    """REFERENCE §8: 327.7 MFLOP per image forward with the published three-matmul ISTA."""
+    """docs/reference.md §8: 327.7 MFLOP per image forward with the published three-matmul ISTA."""
     flops = load_benchmark_module("flops")
     cfg = crate.Config()
     assert round(flops.forward_flops(cfg, "crate", ista_matmuls=3) / 1e5) == 3277
@@ -154,7 +158,7 @@ def test_crate_alpha_matches_pytorch_port(variant, crate_alpha, torch_crate):
 
 
 def test_crate_alpha_port_layout(crate_alpha, torch_crate):
-    """REFERENCE §6: conv1 with bias, bias-free to_out, fn.D and fn.D1 of shape (d, C d), LN eps 1e-6."""
+    """docs/reference.md §6: conv1 with bias, bias-free to_out, fn.D and fn.D1 of shape (d, C d), LN eps 1e-6."""
     cfg = crate_alpha.Config(**ALPHA_SIZE)
     model = torch_crate.crate_alpha_from_config(cfg)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
