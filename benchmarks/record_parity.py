@@ -28,14 +28,15 @@ use it.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(1, ROOT)  # the repository root, for a fresh clone
+if __name__ == "__main__":
+    sys.path.insert(0, ROOT)  # this checkout's whitebox, also in a fresh clone (imported by a test, it is already)
 
 import numpy as np
 
@@ -99,7 +100,7 @@ def torch_outputs(model, state_dict: dict, images, dlogits):
     """The PyTorch model's logits and parameter gradients of ``sum(logits * dlogits)``, float64."""
     import torch
 
-    torch_crate = _torch_crate()
+    torch_crate = torch_crate_module()
     model = model.double()
     model.load_state_dict(torch_crate.to_torch(state_dict), strict=True)
     logits = model(torch.from_numpy(images))
@@ -107,15 +108,20 @@ def torch_outputs(model, state_dict: dict, images, dlogits):
     return logits.detach().numpy(), torch_crate.grads_by_name(model)
 
 
-def _torch_crate():
-    import torch_crate  # needs PyTorch; benchmarks/ is on sys.path
-
-    return torch_crate
+def torch_crate_module():
+    """``benchmarks/torch_crate.py`` (it needs PyTorch), loaded once by path."""
+    name = "benchmarks_torch_crate"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, "torch_crate.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def official_model(module, cfg):
     """The model of ``benchmarks/torch_crate.py`` that ``cfg`` describes."""
-    torch_crate = _torch_crate()
+    torch_crate = torch_crate_module()
     return (torch_crate.crate_from_config if module is crate else torch_crate.crate_alpha_from_config)(cfg)
 
 

@@ -38,7 +38,7 @@ record_parity = load_benchmark_module("record_parity")
 @pytest.fixture(scope="module")
 def torch_crate():
     pytest.importorskip("torch")
-    return load_benchmark_module("torch_crate")
+    return record_parity.torch_crate_module()
 
 
 def compare_with_torch(mod, cfg, model, torch_crate, batch=5):
