@@ -1,0 +1,58 @@
+"""Starting a fine-tuning run from loaded weights: the backbone kept, a new head, positions resized.
+
+As the official ``finetune.py`` of PyTorch CRATE: after loading the checkpoint it replaces
+``mlp_head`` by a fresh ``Sequential(LayerNorm(d), Linear(d, classes))``, so the head's LayerNorm
+and Linear are re-initialised (whitebox's ``head_norm.*`` and ``head.*``), whatever the number of
+classes. A different image size (with the same patch size) gives a different patch grid: the
+position embedding is interpolated bicubically with the cls token kept
+(:func:`whitebox.weights.resize.resize_pos_embedding`). Everything else must have the same shape.
+
+For a linear probe, train only :data:`HEAD_NAMES` and keep the rest frozen.
+
+Public surface::
+
+    params = params_for_finetuning(params, old_cfg, new_cfg, seed=0)
+"""
+
+from __future__ import annotations
+
+from ..backend import get_xp, to_host
+from .load import grid_of, model_of
+from .resize import resize_pos_embedding
+
+HEAD_NAMES = ("head_norm.weight", "head_norm.bias", "head.weight", "head.bias")  # the official mlp_head
+
+
+def params_for_finetuning(params: dict, old_cfg, new_cfg, seed: int = 0, *, device: str | None = None) -> dict:
+    """Parameters for ``new_cfg`` from ``params`` of ``old_cfg``: backbone kept, head new, positions resized.
+
+    The new head is drawn as ``init(new_cfg, seed)`` draws it; the dtype is that of ``params``.
+    A backbone parameter whose shape changes (another patch size, width or depth) raises
+    ``ValueError`` naming it.
+    """
+    model = model_of(new_cfg)
+    if model_of(old_cfg) is not model:
+        raise ValueError(f"old_cfg and new_cfg must be configs of the same model, got "
+                         f"{type(old_cfg).__module__} and {type(new_cfg).__module__}")
+    expected = model.shapes(new_cfg)
+    if set(params) != set(model.shapes(old_cfg)):
+        raise ValueError(f"params do not match old_cfg: missing {sorted(set(model.shapes(old_cfg)) - set(params))[:5]}, "
+                         f"unexpected {sorted(set(params) - set(model.shapes(old_cfg)))[:5]}")
+    if set(expected) != set(params):
+        raise ValueError(f"new_cfg has other parameters than old_cfg (e.g. {sorted(set(expected) ^ set(params))[:3]}); "
+                         "only the image size and the number of classes may change")
+    dtype = to_host(params["pos_embedding"]).dtype
+    fresh = model.init(new_cfg, seed, dtype=dtype)
+    new = {}
+    for name, shape in expected.items():
+        if name in HEAD_NAMES:
+            new[name] = fresh[name]
+        elif name == "pos_embedding":
+            new[name] = resize_pos_embedding(to_host(params[name]), grid_of(new_cfg))
+        elif to_host(params[name]).shape != shape:
+            raise ValueError(f"{name} has shape {to_host(params[name]).shape} under old_cfg but {shape} under new_cfg; "
+                             "only the image size and the number of classes may change")
+        else:
+            new[name] = to_host(params[name])
+    xp = get_xp(device)
+    return {k: xp.asarray(v, dtype=dtype) for k, v in new.items()}
