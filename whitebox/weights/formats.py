@@ -119,11 +119,6 @@ def _code_of(array: np.ndarray, codes: dict, key: str, path) -> str:
     return code
 
 
-def _little_endian_bytes(array: np.ndarray) -> bytes:
-    """The elements in C order, little-endian, as both formats store them."""
-    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
-
-
 # --------------------------------------------------------------------------------------------------
 # PyTorch zip format: reading
 
@@ -276,7 +271,7 @@ def _write_torch(state: dict, path: Path) -> None:
         zf.writestr(f"{archive}/data.pkl", _torch_pickle(state, storage_types))
         zf.writestr(f"{archive}/byteorder", "little")
         for i, array in enumerate(state.values()):
-            zf.writestr(f"{archive}/data/{i}", _little_endian_bytes(array))
+            zf.writestr(f"{archive}/data/{i}", array.tobytes())
         zf.writestr(f"{archive}/version", "3\n")
 
 
@@ -323,7 +318,7 @@ def _write_safetensors(state: dict, path: Path) -> None:
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(text)) + text)
         for array in state.values():
-            f.write(_little_endian_bytes(array))
+            f.write(array.tobytes())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -430,11 +425,17 @@ def load_state_dict(path) -> dict:
     return weights.state_dict
 
 
+def _little_endian(value) -> np.ndarray:
+    """C-ordered and little-endian, as every format stores its elements."""
+    array = np.asarray(value)
+    return np.asarray(array, dtype=array.dtype.newbyteorder("<"), order="C")  # keeps 0-d arrays 0-d
+
+
 def save_state_dict(state: dict, path) -> Path:
     """Writes ``state`` (name -> array) in the format of ``path``'s suffix; returns the path."""
     path = Path(path)
     name = path.name.lower()
-    state = {str(k): np.asarray(v) for k, v in state.items()}
+    state = {str(k): _little_endian(v) for k, v in state.items()}
     if name.endswith(SAFETENSORS_SUFFIX):
         _write_safetensors(state, path)
     elif name.endswith(NPZ_SUFFIX):
