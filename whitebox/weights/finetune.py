@@ -34,25 +34,21 @@ def params_for_finetuning(params: dict, old_cfg, new_cfg, seed: int = 0, *, devi
     if model_of(old_cfg) is not model:
         raise ValueError(f"old_cfg and new_cfg must be configs of the same model, got "
                          f"{type(old_cfg).__module__} and {type(new_cfg).__module__}")
-    expected = model.shapes(new_cfg)
-    if set(params) != set(model.shapes(old_cfg)):
-        raise ValueError(f"params do not match old_cfg: missing {sorted(set(model.shapes(old_cfg)) - set(params))[:5]}, "
-                         f"unexpected {sorted(set(params) - set(model.shapes(old_cfg)))[:5]}")
+    expected, old_names = model.shapes(new_cfg), set(model.shapes(old_cfg))
+    if set(params) != old_names:
+        raise ValueError(f"params do not match old_cfg: missing {sorted(old_names - set(params))[:5]}, "
+                         f"unexpected {sorted(set(params) - old_names)[:5]}")
     if set(expected) != set(params):
         raise ValueError(f"new_cfg has other parameters than old_cfg (e.g. {sorted(set(expected) ^ set(params))[:3]}); "
                          "only the image size and the number of classes may change")
-    dtype = to_host(params["pos_embedding"]).dtype
-    fresh = model.init(new_cfg, seed, dtype=dtype)
-    new = {}
+    host = {name: to_host(value) for name, value in params.items()}
     for name, shape in expected.items():
-        if name in HEAD_NAMES:
-            new[name] = fresh[name]
-        elif name == "pos_embedding":
-            new[name] = resize_pos_embedding(to_host(params[name]), grid_of(new_cfg))
-        elif to_host(params[name]).shape != shape:
-            raise ValueError(f"{name} has shape {to_host(params[name]).shape} under old_cfg but {shape} under new_cfg; "
+        if name not in HEAD_NAMES and name != "pos_embedding" and host[name].shape != shape:
+            raise ValueError(f"{name} has shape {host[name].shape} under old_cfg but {shape} under new_cfg; "
                              "only the image size and the number of classes may change")
-        else:
-            new[name] = to_host(params[name])
+    dtype = host["pos_embedding"].dtype
+    fresh = model.init(new_cfg, seed, dtype=dtype)
+    new = {**host, "pos_embedding": resize_pos_embedding(host["pos_embedding"], grid_of(new_cfg)),
+           **{name: fresh[name] for name in HEAD_NAMES}}
     xp = get_xp(device)
-    return {k: xp.asarray(v, dtype=dtype) for k, v in new.items()}
+    return {name: xp.asarray(new[name], dtype=dtype) for name in expected}

@@ -192,7 +192,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
             dtype = _numpy_dtype(storage_type.code, self._byteorder)
             raw = self._read_record(str(key))
             if len(raw) != numel * dtype.itemsize:
-                raise pickle.UnpicklingError(f"storage {key!r} holds {len(raw)} bytes, expected {numel} × {dtype.itemsize}")
+                raise pickle.UnpicklingError(f"storage {key!r} holds {len(raw)} bytes, "
+                                             f"expected {numel} × {dtype.itemsize}")
             self._storages[key] = _Storage(np.frombuffer(raw, dtype=dtype), storage_type.code)
         return self._storages[key]
 
@@ -379,13 +380,13 @@ def unwrap_checkpoint(obj, path="<checkpoint>") -> tuple:
 # public entry points
 
 
-def _sniff(path: Path, raw: bytes) -> str:
+def _sniff(path: Path, head: bytes) -> str:
     """The format from the first bytes: a zip (torch or npz), safetensors, or a legacy torch pickle."""
-    if raw[:4] == b"PK\x03\x04":
+    if head[:4] == b"PK\x03\x04":
         return "zip"
-    if len(raw) > 9 and raw[8:9] == b"{":
+    if head[8:9] == b"{":
         return "safetensors"
-    if raw[:1] == b"\x80":
+    if head[:1] == b"\x80":
         raise WeightsFileError(f"{path}: a legacy (before PyTorch 1.6) torch.save file, which is not supported; "
                                "re-save it with a newer PyTorch: torch.save(torch.load(old), new)")
     raise WeightsFileError(f"{path}: not a weights file (neither a PyTorch zip, safetensors nor .npz)")
@@ -395,15 +396,17 @@ def read_weights(path) -> Weights:
     """The state dict in ``path`` (any supported format), unwrapped; ``WeightsFileError`` otherwise."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            kind = _sniff(path, f.read(16))
+        if kind == "safetensors":
+            raw = path.read_bytes()
     except OSError as error:
         raise WeightsFileError(f"{path}: cannot read ({error.strerror})") from None
-    kind = _sniff(path, raw)
     if kind == "safetensors":
         fmt, obj = "safetensors", _read_safetensors(path, raw)
     else:
         try:
-            with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            with zipfile.ZipFile(path) as archive:
                 if any(n.endswith(".npy") for n in archive.namelist()):
                     fmt, obj = "npz", _read_npz(path)
                 else:
@@ -413,7 +416,8 @@ def read_weights(path) -> Weights:
         except (zipfile.BadZipFile, EOFError, OSError) as error:
             raise WeightsFileError(f"{path}: a damaged or truncated zip file ({error})") from None
         except (pickle.UnpicklingError, ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
-            raise WeightsFileError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from None
+            raise WeightsFileError(f"{path}: not a readable PyTorch checkpoint "
+                                   f"({type(error).__name__}: {error})") from None
     state, unwrapped, stripped, skipped = unwrap_checkpoint(obj, path)
     return Weights(state, fmt, unwrapped, stripped, skipped)
 
