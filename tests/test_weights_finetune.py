@@ -1,10 +1,13 @@
 """whitebox.weights.finetune: backbone kept bit for bit, head re-initialised, positions resized."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from whitebox.models import crate, crate_alpha
-from whitebox.weights.finetune import HEAD_NAMES, params_for_finetuning
+from whitebox.weights.finetune import HEAD_NAMES, finetuning_params_from_file, params_for_finetuning
+from whitebox.weights.load import load_model_weights
 from whitebox.weights.resize import resize_pos_embedding
 
 SIZE = dict(image_size=8, patch_size=4, channels=3, num_classes=3, dim=8, depth=2, heads=2, dim_head=4)
@@ -56,3 +59,16 @@ def test_mismatched_models_and_params_are_refused():
         params_for_finetuning(crate.init(cfg), cfg, crate_alpha.Config(**SIZE))
     with pytest.raises(ValueError, match="do not match old_cfg"):
         params_for_finetuning(crate.init(cfg.replace(depth=1)), cfg, cfg)
+
+
+@pytest.mark.parametrize("name, model", [("crate_training.pth.tar", crate), ("crate_alpha.safetensors", crate_alpha)])
+def test_finetuning_from_a_file_takes_any_head(name, model):
+    path = Path(__file__).parent / "data" / "weights" / name
+    cfg = model.Config(**{**SIZE, "num_classes": 10, "image_size": 12})
+    new = finetuning_params_from_file(path, cfg, seed=4)
+    loaded = load_model_weights(path, cfg.replace(num_classes=3))  # the file's own head: 3 classes
+    fresh = model.init(cfg, seed=4)
+    assert set(new) == set(model.shapes(cfg))
+    for key in new:
+        expected = fresh[key] if key in HEAD_NAMES else loaded[key]
+        assert new[key].dtype == np.float32 and new[key].tobytes() == expected.tobytes(), key

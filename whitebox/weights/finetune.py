@@ -11,13 +11,14 @@ For a linear probe, train only :data:`HEAD_NAMES` and keep the rest frozen.
 
 Public surface::
 
-    params = params_for_finetuning(params, old_cfg, new_cfg, seed=0)
+    params = params_for_finetuning(params, old_cfg, new_cfg, seed=0)   # from whitebox parameters
+    params = finetuning_params_from_file("crate.pth", new_cfg, seed=0)  # from any weights file
 """
 
 from __future__ import annotations
 
-from ..backend import get_xp, to_host
-from .load import grid_of, model_of
+from ..backend import TRAIN_DTYPE, get_xp, to_host
+from .load import grid_of, model_of, official_state_dict
 from .resize import resize_pos_embedding
 
 HEAD_NAMES = ("head_norm.weight", "head_norm.bias", "head.weight", "head.bias")  # the official mlp_head
@@ -52,3 +53,15 @@ def params_for_finetuning(params: dict, old_cfg, new_cfg, seed: int = 0, *, devi
            **{name: fresh[name] for name in HEAD_NAMES}}
     xp = get_xp(device)
     return {name: xp.asarray(new[name], dtype=dtype) for name in expected}
+
+
+def finetuning_params_from_file(path, cfg, seed: int = 0, *, dtype=TRAIN_DTYPE, device: str | None = None) -> dict:
+    """Parameters for ``cfg`` from a weights file (as :func:`whitebox.weights.load.load_model_weights`
+    reads it, positions resized), with the head replaced by the one ``init(cfg, seed)`` draws.
+
+    The file's head may have any number of classes; everything else must match ``cfg``.
+    """
+    model = model_of(cfg)
+    names, fresh = model.torch_names(cfg), model.init(cfg, seed, dtype=dtype)
+    state = {**official_state_dict(path, cfg), **{names[name]: to_host(fresh[name]) for name in HEAD_NAMES}}
+    return model.from_torch_state_dict(state, cfg, dtype=dtype, device=device)
