@@ -78,11 +78,13 @@ def _images(data, source) -> np.ndarray:
         shape = getattr(data, "shape", None)
         dtype = getattr(data, "dtype", type(data).__name__)
         raise ValueError(f"{source}: b'data' must be a uint8 array of shape (N, {row}), got {dtype} of shape {shape}")
-    return data.reshape(-1, CIFAR_CHANNELS, CIFAR_SIZE, CIFAR_SIZE)  # N,C,H,W
+    return data.reshape(len(data), CIFAR_CHANNELS, CIFAR_SIZE, CIFAR_SIZE)  # N,C,H,W
 
 
 def _labels(labels, n, source) -> np.ndarray:
     labels = np.asarray(labels)
+    if n == 0 and labels.shape == (0,):  # an empty batch: ``[]`` reads as float64
+        return labels.astype(np.int64)
     if labels.shape != (n,) or labels.dtype.kind not in "iu":
         raise ValueError(
             f"{source}: b'labels' must be {n} integers (one per image), got {labels.dtype} of shape {labels.shape}"
