@@ -27,7 +27,12 @@ def check_array(name: str, x, *, min_ndim: int = 0, ndim: int | None = None, fin
 
 
 def check_positive(name: str, value) -> float:
-    """Check that a scalar hyper-parameter is a finite number > 0 and return it as float."""
+    """Check that a scalar hyper-parameter is a finite number > 0 and return it as float.
+
+    Strings and booleans are refused (``"0.5"`` is not a number; ``True`` is not a scale).
+    """
+    if isinstance(value, (str, bytes, bool)):
+        raise TypeError(f"{name} must be a positive number, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):
