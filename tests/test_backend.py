@@ -48,6 +48,14 @@ def test_argument_overrides_environment(monkeypatch):
     assert backend.get_xp("cpu") is np
 
 
+@pytest.mark.parametrize("value", ["tpu", "cuda:0", "bogus"])
+def test_unknown_device_in_environment_names_the_variable_and_the_choices(monkeypatch, value):
+    monkeypatch.setenv(backend.DEVICE_ENV, value)
+    for call in (backend.resolve_device, backend.get_xp):
+        with pytest.raises(ValueError, match=rf"\$WHITEBOX_DEVICE='{value}'.*'cpu' or 'gpu'"):
+            call()
+
+
 def test_bogus_environment_value(monkeypatch):
     monkeypatch.setenv(backend.DEVICE_ENV, "bogus")
     with pytest.raises(ValueError, match="WHITEBOX_DEVICE.*'bogus'"):

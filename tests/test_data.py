@@ -516,3 +516,62 @@ def test_augmentation_on_cupy_matches_numpy():
     assert out.shape == images.shape and type(out).__module__.startswith("cupy")
     xs = [x for x, _ in batches(to_device(images, cp), to_device(np.arange(16), cp), 5, seed=1)]
     assert len(xs) == 4 and type(xs[0]).__module__.startswith("cupy")
+
+
+# ---------------------------------------------------------------- nothing silently taken from elsewhere (issue 14)
+
+
+@pytest.fixture
+def packaged_mnist(monkeypatch, tmp_path):
+    """A complete fake 'installed package' copy, which an incomplete data_dir must not fall back to."""
+    folder = tmp_path / "packaged"
+    write_mnist_dir(folder, "train", n=3)
+    write_mnist_dir(folder, "test", n=3)
+    monkeypatch.setattr(sources, "installed_dirs", lambda name: [folder])
+    return folder
+
+
+@pytest.mark.parametrize("dropped, split", [
+    ("t10k-labels-idx1-ubyte", "test"), ("t10k-images-idx3-ubyte", "test"), ("train-labels-idx1-ubyte", "train"),
+])
+def test_data_dir_with_three_of_four_files_names_the_missing_one(tmp_path, packaged_mnist, dropped, split):
+    mine = tmp_path / "mine"
+    write_mnist_dir(mine, "train", n=12)
+    write_mnist_dir(mine, "test", n=12)
+    (mine / dropped).unlink()
+    with pytest.raises(DatasetNotFoundError, match=rf"{mine}.*missing {dropped}"):
+        load_dataset("mnist", split, mine, verify=False, download=False)
+    other = "train" if split == "test" else "test"
+    assert load_dataset("mnist", other, mine, verify=False, download=False)[0].shape[0] == 12  # whole split
+
+
+def test_data_dir_with_only_the_other_split_is_an_error_too(tmp_path, packaged_mnist):
+    mine = tmp_path / "mine"
+    write_mnist_dir(mine / "MNIST/raw", "train", n=12)
+    with pytest.raises(DatasetNotFoundError, match="missing t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"):
+        load_dataset("mnist", "test", mine, verify=False, download=False)
+
+
+def test_data_dir_without_dataset_files_still_falls_back(tmp_path, packaged_mnist):
+    (tmp_path / "unrelated").mkdir()
+    (tmp_path / "unrelated" / "notes.txt").write_text("not a dataset")
+    assert load_dataset("mnist", "test", tmp_path / "unrelated", verify=False, download=False)[0].shape[0] == 3
+
+
+def test_checksum_error_names_the_file_and_both_digests(tmp_path, no_installed_sources):
+    write_mnist_dir(tmp_path, "train")
+    path = tmp_path / "train-images-idx3-ubyte"
+    actual = md5_file(path)
+    with pytest.raises(ChecksumError) as error:
+        load_dataset("mnist", "train", tmp_path, download=False)
+    message = str(error.value)
+    assert str(path) in message and actual in message and "6bbc9ace898e44ae57da46a324031adb" in message
+
+
+def test_an_empty_cifar_batch_is_read(tmp_path):
+    path = tmp_path / "data_batch_1"
+    empty = np.zeros((0, 3 * 32 * 32), np.uint8)
+    path.write_bytes(pickle.dumps({b"data": empty, b"labels": [], b"filenames": []}, protocol=2))
+    images, labels = read_cifar_batch(path)
+    assert images.shape == (0, 3, 32, 32) and images.dtype == np.uint8
+    assert labels.shape == (0,) and labels.dtype == np.int64

@@ -86,3 +86,64 @@ def test_needs_float64():
 def test_gradient_shape_must_match_input():
     with pytest.raises(ValueError, match="shape"):
         grad_errors(quadratic, {"x": X}, {"x": quadratic_grad(X)[:4]})
+
+
+# Non-finite values and empty checks fail (issue 14): max(worst, nan) used to keep the old value.
+
+
+def nan_at(index, value=np.nan):
+    grad = quadratic_grad(X)
+    grad[index] = value
+    return grad
+
+
+@pytest.mark.parametrize(
+    "grad",
+    [np.full_like(X, np.nan), nan_at(2), nan_at(0, np.inf), nan_at(4, -np.inf)],
+    ids=["all NaN", "one NaN", "one +inf", "one -inf"],
+)
+def test_non_finite_gradient_is_an_infinite_error(grad):
+    assert grad_errors(quadratic, {"x": X}, {"x": grad})["x"] == np.inf
+    assert entry_errors(quadratic, {"x": X}, {"x": grad}, entries=1)["x"] == np.inf  # even unsampled
+    assert vjp_errors(lambda x: x, {"x": X}, np.ones(5), {"x": grad})["x"] == np.inf
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf], ids=["NaN", "inf"])
+def test_non_finite_function_value_is_an_infinite_error(bad_value):
+    def poisoned(x):
+        return quadratic(x) + (bad_value if x[0] > X[0] else 0.0)  # bad only on the + side
+
+    def poisoned_array(x):
+        return np.where(x[0] > X[0], bad_value, 1.0) * x
+
+    assert grad_errors(poisoned, {"x": X}, {"x": quadratic_grad(X)})["x"] == np.inf
+    assert entry_errors(poisoned, {"x": X}, {"x": quadratic_grad(X)}, entries=5)["x"] == np.inf
+    assert vjp_errors(poisoned_array, {"x": X}, np.ones(5), {"x": np.ones(5)})["x"] == np.inf
+
+
+def test_relative_error_of_non_finite_values_is_inf():
+    for a, b in [(np.nan, 1.0), (1.0, np.nan), (np.inf, np.inf), (-np.inf, 1.0)]:
+        assert relative_error(a, b) == np.inf
+
+
+@pytest.mark.parametrize("count", [0, -1, -5])
+def test_empty_checks_are_refused(count):
+    grad = {"x": quadratic_grad(X)}
+    with pytest.raises(ValueError, match="directions"):
+        grad_errors(quadratic, {"x": X}, grad, directions=count)
+    with pytest.raises(ValueError, match="entries"):
+        entry_errors(quadratic, {"x": X}, grad, entries=count)
+    with pytest.raises(ValueError, match="directions"):
+        vjp_errors(lambda x: x, {"x": X}, np.ones(5), grad, directions=count)
+
+
+def test_bad_options_are_refused():
+    grad = {"x": quadratic_grad(X)}
+    with pytest.raises(TypeError, match="directions"):
+        grad_errors(quadratic, {"x": X}, grad, directions=2.5)
+    with pytest.raises(ValueError, match="step"):
+        grad_errors(quadratic, {"x": X}, grad, step=0.0)
+    with pytest.raises(ValueError, match="not in inputs"):
+        grad_errors(quadratic, {"x": X}, {"y": X})
+    with pytest.raises(ValueError, match="shape"):
+        entry_errors(quadratic, {"x": X}, {"x": X[:4]})

@@ -385,3 +385,23 @@ def test_bad_step_inputs():
     with pytest.raises(ValueError, match="'w'"):
         opt.step(x | {"w": np.zeros((2, 2))}, g | {"w": np.zeros((2, 2))}, state)
     assert state["step"] == 0  # nothing was applied
+
+
+@pytest.mark.parametrize("opt", [SGD(lr=0.1, weight_decay=0.1), AdamW(lr=0.1), Lion(lr=0.1)],
+                         ids=["sgd", "adamw", "lion"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_non_finite_gradient_raises_and_changes_nothing(opt, bad):
+    A, x = make_problem()
+    state = opt.init(x)
+    opt.step(x, grad(A, x), state)  # non-zero buffers, so that "unchanged" means something
+    before_params, before_state = copy(x), opt.state_dict(state)
+    grads = grad(A, x)
+    grads["b"][1] = bad
+    with pytest.raises(FloatingPointError, match=r"\['b'\]"):
+        opt.step(x, grads, state)
+    for name in x:
+        np.testing.assert_array_equal(x[name], before_params[name])
+    after_state = opt.state_dict(state)
+    assert after_state.keys() == before_state.keys()
+    for key in before_state:
+        np.testing.assert_array_equal(after_state[key], before_state[key])

@@ -397,3 +397,77 @@ def test_cupy_matches_numpy(call):
 def as_tuple(out):
     """Rates come back as one array, gradients as a tuple."""
     return out if isinstance(out, tuple) else (out,)
+
+
+# Every eps > 0 and every finite Z give finite rates and gradients (issue 14): eps = 1e-160 gave
+# NaN, eps = 1e-300 a ZeroDivisionError, a huge Z NaN, an exactly rank-deficient Z at a small eps a
+# LinAlgError.
+
+
+def log_svd_rate(Z, eps):
+    """``½ Σ_i log(1 + α σ_i²)`` in logs, from the SVD of ``Z / 2^k``: finite for every ε and scale."""
+    N, d = Z.shape
+    k = np.frexp(np.abs(Z).max())[1]
+    s = np.linalg.svd(np.ldexp(Z, -k), compute_uv=False)
+    log_a_s2 = np.log(d / N) + 2 * (np.log(s) + k * np.log(2) - np.log(eps))
+    return 0.5 * np.logaddexp(0.0, log_a_s2).sum()
+
+
+def log_svd_rate_grad(Z, eps):
+    """``U diag(α σ / (1 + α σ²)) Vᵀ`` without overflow, in ``r = σ / ε``: ``(r / ε) / (r² + N/d)``."""
+    N, d = Z.shape
+    k = np.frexp(np.abs(Z).max())[1]
+    left, s, right = np.linalg.svd(np.ldexp(Z, -k), full_matrices=False)
+    eps_scaled = eps * 2.0**-k
+    with np.errstate(all="ignore"):  # r may be inf; each branch fails only where the other is taken
+        r = s / eps_scaled
+        weight = np.where(r >= 1, 1 / (s + (N / d) * eps_scaled / r), (r / eps_scaled) / (r**2 + N / d))
+    return np.ldexp((left * weight) @ right, -k)
+
+
+EXTREME = [(1.0, 1e-160), (1.0, 1e-300), (1.0, 5e-324), (1e300, 1.0), (1e300, 1e-300), (1e-300, 1.0)]
+
+
+@pytest.mark.parametrize("make_Z", WELL_CONDITIONED)
+@pytest.mark.parametrize("scale, eps", EXTREME)
+def test_extreme_eps_and_scale_match_the_svd_in_logs(make_Z, scale, eps):
+    Z = scale * make_Z()
+    assert np.isclose(coding_rate(Z, eps), log_svd_rate(Z, eps), rtol=1e-12)
+    grad, reference = coding_rate_grad(Z, eps), log_svd_rate_grad(Z, eps)
+    np.testing.assert_allclose(grad, reference, rtol=0, atol=1e-10 * np.abs(reference).max())
+
+
+@pytest.mark.parametrize("scale, eps", EXTREME + [(1.0, 1e-10)])
+@pytest.mark.parametrize("kind", ["repeated rows", "zeros", "well conditioned"])
+def test_extreme_inputs_stay_finite_for_every_rate_and_gradient(scale, eps, kind):
+    rng = np.random.default_rng(1)
+    Z = {"repeated rows": np.repeat(rng.standard_normal((1, 5)), 7, axis=0), "zeros": np.zeros((7, 5)),
+         "well conditioned": rng.standard_normal((2, 7, 5))}[kind] * scale
+    U = rng.standard_normal((3, 5, 2))
+    outputs = (coding_rate(Z, eps), coding_rate_grad(Z, eps), compression_rate(Z, U, eps),
+               sparse_rate_reduction(Z, U, eps, 0.1), *compression_rate_grad(Z, U, eps),
+               *sparse_rate_reduction_grad(Z, U, eps, 0.1))
+    for out in outputs:
+        assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("eps", [1e-10, 1e-100, 1e-300])
+def test_rank_one_Z_at_tiny_eps_is_half_log_one_plus_alpha_sigma_squared(eps):
+    z = np.random.default_rng(2).standard_normal((1, 4))
+    Z = np.repeat(z, 8, axis=0)  # rank 1, σ² = 8 ‖z‖²
+    log_a_s2 = np.log(4 / 8) + np.log(8 * (z**2).sum()) - 2 * np.log(eps)
+    assert np.isclose(coding_rate(Z, eps), 0.5 * np.logaddexp(0.0, log_a_s2), rtol=1e-12)
+
+
+@given(problems(), st.integers(-900, 900))
+def test_rates_are_invariant_under_scaling_Z_and_eps_together(problem, j):
+    """``R(tZ | tε) = R(Z | ε)`` and ``∇R(tZ | tε) = ∇R(Z | ε) / t`` for ``t = 2^j``, however extreme."""
+    Z, U, eps = problem
+    Zt, eps_t = np.ldexp(Z, j), eps * 2.0**j
+    assume(np.isfinite(Zt).all() and np.abs(Zt).min() > 1e-290 and eps_t > 1e-300)
+    assert np.allclose(coding_rate(Zt, eps_t), coding_rate(Z, eps), rtol=1e-10)
+    assert np.allclose(compression_rate(Zt, U, eps_t), compression_rate(Z, U, eps), rtol=1e-10)
+    (gZ_t, gU_t), (gZ, gU) = compression_rate_grad(Zt, U, eps_t), compression_rate_grad(Z, U, eps)
+    gR_t, gR = coding_rate_grad(Zt, eps_t), coding_rate_grad(Z, eps)
+    for scaled, plain in [(np.ldexp(gZ_t, j), gZ), (gU_t, gU), (np.ldexp(gR_t, j), gR)]:
+        assert np.allclose(scaled, plain, rtol=1e-8, atol=1e-12 * np.abs(plain).max())

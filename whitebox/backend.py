@@ -54,9 +54,13 @@ def gpu_available() -> bool:
 
 def resolve_device(device: str | None = None) -> str:
     """Return ``"cpu"`` or ``"gpu"`` from an argument, else from ``$WHITEBOX_DEVICE``."""
-    if device is None:
-        device = os.environ.get(DEVICE_ENV, "cpu") or "cpu"
+    from_env = device is None
+    if from_env:
+        device = os.environ.get(DEVICE_ENV, "cpu").strip() or "cpu"
     if not isinstance(device, str) or device.lower() not in DEVICES:
+        accepted = " or ".join(repr(d) for d in DEVICES)
+        if from_env:
+            raise ValueError(f"${DEVICE_ENV}={device!r} is not a device: set it to {accepted}, or unset it for 'cpu'")
         raise ValueError(f"device must be one of {DEVICES} (argument or ${DEVICE_ENV}), got {device!r}")
     return device.lower()
 

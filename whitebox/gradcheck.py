@@ -17,10 +17,17 @@ The relative error of a directional derivative is
 typical size of ``⟨g, t⟩`` for a random direction in ``n`` dimensions, keeps a direction that
 happens to be nearly orthogonal to the gradient from turning rounding noise into a large
 "relative" error.
+
+Non-finite values fail: a NaN or an infinity in a claimed gradient, in a numeric derivative or in
+the function's values makes that input's error ``inf``, so every ``error < tol`` assertion fails
+(``max(worst, nan)`` would have kept the old value). A check that would check nothing
+(``directions`` or ``entries`` below 1) raises ``ValueError``.
 """
 
 from __future__ import annotations
 
+import math
+from numbers import Integral
 from typing import Callable, Mapping
 
 import numpy as np
@@ -29,7 +36,9 @@ from .backend import array_module, to_host
 
 
 def relative_error(a: float, b: float, atol: float = 1e-12) -> float:
-    """``|a − b| / max(|a|, |b|, atol)``."""
+    """``|a − b| / max(|a|, |b|, atol)``; ``inf`` when ``a`` or ``b`` is NaN or infinite."""
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return math.inf
     return abs(a - b) / max(abs(a), abs(b), atol)
 
 
@@ -51,6 +60,30 @@ def _check_float64(inputs: Mapping) -> None:
     for name, x in inputs.items():
         if getattr(x, "dtype", None) != np.float64:
             raise TypeError(f"gradient checks need float64 inputs; {name} has dtype {getattr(x, 'dtype', type(x))}")
+
+
+def _check_count(name: str, value) -> int:
+    """A number of checks: an integer >= 1 (0 would check nothing and report error 0)."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an integer >= 1, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1 (a check of nothing cannot fail), got {value!r}")
+    return int(value)
+
+
+def _check_options(count_name: str, count, step, inputs: Mapping, grads: Mapping) -> int:
+    """Validate a check's options and that ``grads`` names inputs; return the count."""
+    _check_float64(inputs)
+    if not (isinstance(step, (int, float)) and 0 < step < math.inf):
+        raise ValueError(f"step must be a finite number > 0, got {step!r}")
+    unknown = sorted(set(grads) - set(inputs))
+    if unknown:
+        raise ValueError(f"grads names {unknown}, which are not in inputs {sorted(inputs)}")
+    return _check_count(count_name, count)
+
+
+def _all_finite(g) -> bool:
+    return bool(array_module(g).isfinite(g).all())
 
 
 def grad_errors(
@@ -81,14 +114,24 @@ def grad_errors(
     Returns
     -------
     dict
-        ``name -> max relative error`` over the directions.
+        ``name -> max relative error`` over the directions; ``inf`` where a gradient, a numeric
+        derivative or a value of ``fun`` is not finite.
+
+    Raises
+    ------
+    ValueError
+        ``directions < 1``, ``step`` not finite and > 0, shapes that differ, or ``grads`` naming
+        something that is not an input.
     """
-    _check_float64(inputs)
+    directions = _check_options("directions", directions, step, inputs, grads)
     errors = {}
     for offset, name in enumerate(sorted(grads)):
         x, g = inputs[name], grads[name]
         if tuple(g.shape) != tuple(x.shape):
             raise ValueError(f"gradient for {name} has shape {tuple(g.shape)}, input has {tuple(x.shape)}")
+        if not _all_finite(g):
+            errors[name] = math.inf
+            continue
         xp = array_module(x)
         rng = np.random.default_rng([seed, offset])
         worst = 0.0
@@ -117,12 +160,19 @@ def entry_errors(
     """Like :func:`grad_errors` along coordinate directions: random single entries of each input.
 
     The error of an entry is relative to ``max(|numeric|, |analytic|, ‖g‖/√n)``, so a near-zero
-    entry of a large gradient is judged against the gradient's typical entry.
+    entry of a large gradient is judged against the gradient's typical entry. The whole gradient,
+    not only the sampled entries, must be finite (else the error is ``inf``); ``entries < 1``
+    raises ``ValueError``.
     """
-    _check_float64(inputs)
+    entries = _check_options("entries", entries, step, inputs, grads)
     errors = {}
     for offset, name in enumerate(sorted(grads)):
         x, g = inputs[name], grads[name]
+        if tuple(g.shape) != tuple(x.shape):
+            raise ValueError(f"gradient for {name} has shape {tuple(g.shape)}, input has {tuple(x.shape)}")
+        if not _all_finite(g):
+            errors[name] = math.inf
+            continue
         xp = array_module(x)
         g_host = to_host(g)
         typical = float(np.linalg.norm(g_host)) / np.sqrt(max(x.size, 1))  # the size of a typical entry

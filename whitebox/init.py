@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backend import to_device
+from .validate import check_float_dtype
+
 
 def linear_default(rng: np.random.Generator, out_features: int, in_features: int, bias: bool = True):
     """``nn.Linear``'s default: weight and bias ``U(−1/√fan_in, 1/√fan_in)`` (kaiming-uniform, a = √5)."""
@@ -25,3 +28,13 @@ def kaiming_uniform(rng: np.random.Generator, shape: tuple, fan_in: int):
 def layernorm_default(dim: int):
     """``nn.LayerNorm``'s default: weight ones, bias zeros."""
     return np.ones(dim), np.zeros(dim)
+
+
+def cast_params(params: dict, dtype, xp) -> dict:
+    """The host-drawn ``params`` as arrays of module ``xp`` and floating ``dtype``.
+
+    A non-float ``dtype`` (``int32``, ``"int8"``, ``bool``) raises ``TypeError`` naming
+    ``dtype``: casting weights to integers would truncate them to a few values, silently.
+    """
+    dtype = check_float_dtype("dtype", dtype)
+    return {name: to_device(np.asarray(value, dtype=dtype), xp) for name, value in params.items()}

@@ -148,9 +148,16 @@ class Optimizer:
         lr : float, optional
             The learning rate for this step (from a schedule); ``None`` uses ``self.lr``. May be
             0 (a schedule's last value), not negative.
+
+        Raises
+        ------
+        FloatingPointError
+            A gradient holds NaN or inf (it names the parameters); nothing has been changed, so
+            the caller may skip the batch or stop with its parameters and state intact.
         """
         lr = self.lr if lr is None else _check_nonnegative("lr", lr)
         self._check_inputs(params, grads, state)
+        _check_finite_grads(grads)
         state["step"] += 1
         for name, p in params.items():
             buffers = tuple(state[slot][name] for slot in self.slots)
@@ -395,6 +402,16 @@ class Lion(Optimizer):
         m *= b2
         xp.multiply(g, 1.0 - b2, out=c)
         m += c                                        # m = β2 m + (1 − β2) g
+
+
+def _check_finite_grads(grads: Mapping) -> None:
+    """``FloatingPointError`` naming every gradient that holds NaN or inf (one ``isfinite`` each)."""
+    bad = [name for name, g in grads.items() if not bool(array_module(g).isfinite(g).all())]
+    if bad:
+        raise FloatingPointError(
+            f"grads {bad} contain NaN or inf values; the parameters and optimiser state were left "
+            "unchanged (lower the learning rate, clip gradients, or skip this batch)"
+        )
 
 
 def _check_nonnegative(name: str, value) -> float:

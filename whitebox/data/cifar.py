@@ -26,9 +26,11 @@ CIFAR_NUM_CLASSES = 10
 
 # The globals a pickled batch may refer to: a NumPy array is rebuilt with _reconstruct
 # (protocols 0-4) or _frombuffer (protocol 5), and NumPy 2 renamed numpy.core to numpy._core;
-# Python 3 writes bytes in protocols 0-2 as _codecs.encode(text, "latin1").
+# Python 3 writes bytes in protocols 0-2 as _codecs.encode(text, "latin1"), and empty bytes (the
+# buffer of an empty batch) as __builtin__.bytes().
 _SAFE_GLOBALS = {
     ("_codecs", "encode"),
+    ("builtins", "bytes"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"),
@@ -41,7 +43,7 @@ class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles plain containers and NumPy arrays: any other callable named in the file is refused."""
 
     def find_class(self, module, name):
-        canonical = module.replace("numpy._core", "numpy.core", 1)
+        canonical = "builtins" if module == "__builtin__" else module.replace("numpy._core", "numpy.core", 1)
         if (canonical, name) not in _SAFE_GLOBALS:
             raise pickle.UnpicklingError(f"refusing global {module}.{name}: a CIFAR batch holds only arrays and lists")
         for candidate in (canonical.replace("numpy.core", "numpy._core", 1), canonical):
@@ -78,11 +80,13 @@ def _images(data, source) -> np.ndarray:
         shape = getattr(data, "shape", None)
         dtype = getattr(data, "dtype", type(data).__name__)
         raise ValueError(f"{source}: b'data' must be a uint8 array of shape (N, {row}), got {dtype} of shape {shape}")
-    return data.reshape(-1, CIFAR_CHANNELS, CIFAR_SIZE, CIFAR_SIZE)  # N,C,H,W
+    return data.reshape(len(data), CIFAR_CHANNELS, CIFAR_SIZE, CIFAR_SIZE)  # N,C,H,W
 
 
 def _labels(labels, n, source) -> np.ndarray:
     labels = np.asarray(labels)
+    if n == 0 and labels.shape == (0,):  # an empty batch: ``[]`` reads as float64
+        return labels.astype(np.int64)
     if labels.shape != (n,) or labels.dtype.kind not in "iu":
         raise ValueError(
             f"{source}: b'labels' must be {n} integers (one per image), got {labels.dtype} of shape {labels.shape}"

@@ -1,7 +1,8 @@
 """``load_dataset``: a split of MNIST, Fashion-MNIST or CIFAR-10 as host arrays, found offline.
 
 Search order (see :mod:`whitebox.data.sources`): ``data_dir``, then offline packages, then the
-download cache; only when all are empty, a download of the official files (see
+download cache (a ``data_dir`` folder holding some of the dataset's files but not the whole split
+is an error, not skipped); only when all are empty, a download of the official files (see
 :mod:`whitebox.data.download`). With ``verify=True`` every file's uncompressed bytes are checked
 against the official MD5 (:data:`whitebox.data.checksums.CONTENT_MD5`), whatever the source.
 """
@@ -17,7 +18,7 @@ from .checksums import CONTENT_MD5, check_md5, md5_bytes
 from .cifar import parse_cifar_batch
 from .download import download_split, fetch_url
 from .idx import parse_idx
-from .sources import Blob, default_cache_dir, locations, read_split
+from .sources import Blob, data_dir_locations, default_cache_dir, locations, present_members, read_split
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -46,15 +47,32 @@ def load_dataset(name: str, split: str, data_dir=None, *, cache_dir=None, downlo
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     members = SPLIT_FILES[(name, split)]
     searched = locations(name, data_dir, cache_dir)
+    users = data_dir_locations(name, data_dir)
     for location in searched:
         blobs = read_split(location, members)
         if blobs is not None:
             return _decode(name, blobs, verify)
+        if location in users:
+            _refuse_incomplete(name, split, location, members)
     location = _download(name, split, cache_dir, download, searched)
     blobs = read_split(location, members)
     if blobs is None:
         raise DatasetNotFoundError(f"{location} was downloaded but lacks {members}; {install_hint(name)}")
     return _decode(name, blobs, verify)
+
+
+def _refuse_incomplete(name: str, split: str, location: Path, members: tuple[str, ...]) -> None:
+    """A ``data_dir`` folder with some of the dataset's files is the user's copy: it must be whole.
+
+    Falling through to the packaged copy would train or test on other files than the ones given.
+    """
+    every = SPLIT_FILES[(name, "train")] + SPLIT_FILES[(name, "test")]
+    if present_members(location, every):
+        missing = [m for m in members if m not in present_members(location, members)]
+        raise DatasetNotFoundError(
+            f"{location} holds {name} files but not all of the {split} split: missing {', '.join(missing)} "
+            f"(plain or .gz); add them, or pass another --data-dir (data_dir) to use another copy"
+        )
 
 
 def _download(name, split, cache_dir, download, searched) -> Path:

@@ -71,12 +71,17 @@ def installed_dirs(name: str) -> list[Path]:
     return []
 
 
+def data_dir_locations(name: str, data_dir) -> list[Path]:
+    """The places inside ``data_dir`` (itself and its usual subfolders); none for ``None``."""
+    if data_dir is None:
+        return []
+    root = Path(data_dir).expanduser()
+    return [root] + [root / sub for sub in _SUBFOLDERS[name]]
+
+
 def locations(name: str, data_dir, cache_dir) -> list[Path]:
     """Every place to look for dataset ``name``, in search order."""
-    places = []
-    if data_dir is not None:
-        root = Path(data_dir).expanduser()
-        places += [root] + [root / sub for sub in _SUBFOLDERS[name]]
+    places = data_dir_locations(name, data_dir)
     places += installed_dirs(name)
     cache = Path(cache_dir).expanduser() / name
     places += [cache, cache / CIFAR10_ARCHIVE] if name == "cifar10" else [cache]
@@ -93,6 +98,20 @@ def read_split(location: Path, members: tuple[str, ...]) -> dict[str, Blob] | No
     if any(p is None for p in paths):
         return None
     return {m: Blob(str(p), read_idx_bytes(p)) for m, p in zip(members, paths)}
+
+
+def present_members(location: Path, members: tuple[str, ...]) -> list[str]:
+    """Which of ``members`` are at ``location`` (a folder, or a tar archive), in order."""
+    if location.is_file() and location.name.endswith((".tar.gz", ".tgz", ".tar")):
+        try:
+            with tarfile.open(location, "r:*") as tar:
+                names = {Path(info.name).name for info in tar.getmembers() if info.isfile()}
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise ValueError(f"{location}: unreadable tar archive ({e})") from None
+        return [m for m in members if m in names]
+    if not location.is_dir():
+        return []
+    return [m for m in members if _find(location, m) is not None]
 
 
 def _find(folder: Path, member: str) -> Path | None:

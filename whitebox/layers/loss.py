@@ -7,7 +7,10 @@ loss is ``−(1/B) Σ_b Σ_c q_bc log softmax(logits_b)_c``; its gradient is ``(
 
 from __future__ import annotations
 
+from numbers import Real
+
 from ..backend import array_module
+from ..validate import check_array, check_class_labels
 
 
 def log_softmax(logits):
@@ -18,11 +21,18 @@ def log_softmax(logits):
 
 
 def cross_entropy(logits, labels, smoothing: float = 0.0):
-    """Returns ``(loss, dlogits)``: logits (B, C), labels (B,) integer class indices."""
+    """Returns ``(loss, dlogits)``: logits (B, C), labels (B,) integer class indices in ``[0, C)``.
+
+    Raises ``TypeError``/``ValueError`` naming ``logits``, ``labels`` or ``smoothing`` for a
+    non-float or non-2-D ``logits``, labels that are not ``B`` integers in ``[0, C)`` (``-1`` would
+    score the last class, a length-1 array would broadcast), or ``smoothing`` outside ``[0, 1)``.
+    """
     xp = array_module(logits)
-    if not 0.0 <= smoothing < 1.0:
-        raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
+    check_array("logits", logits, ndim=2, finite=False)  # NaN logits give a NaN loss, for the caller to see
+    if isinstance(smoothing, bool) or not isinstance(smoothing, Real) or not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must be a number in [0, 1), got {smoothing!r}")
     B, C = logits.shape
+    check_class_labels("labels", labels, B, C)
     logp = log_softmax(logits)  # (B, C)
     rows = xp.arange(B)
     nll = -logp[rows, labels]  # (B,)
