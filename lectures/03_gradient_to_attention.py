@@ -29,23 +29,15 @@
 # - \kappa\sum_k \beta (I_N + \beta P_kP_k^\top)^{-1}P_kU_k^\top$.
 
 # %%
-import os
-import tempfile
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from whitebox.compression_step import gradient_step, neumann_step, stack_subspaces, step_size_beta, tied_mssa_step
 from whitebox.layers.activations import softmax_forward
 from whitebox.layers.mssa import mssa_forward, subspaces
 from whitebox.rate import compression_rate, compression_rate_grad
+from _figures import plt, show  # lectures/_figures.py: Agg in scripts, inline in notebooks
 
-OUT = Path(os.environ.get("WHITEBOX_LECTURE_OUT") or tempfile.mkdtemp(prefix="whitebox-lectures-"))
-OUT.mkdir(parents=True, exist_ok=True)
 FIGURES = []
 rng = np.random.default_rng(0)
 
@@ -123,10 +115,7 @@ ax.loglog(betas, errors[-1] * (betas / betas[-1]) ** 2, "k--", label=r"slope 2 (
 ax.set_xlabel(r"$\beta = p/(N\varepsilon^2)$")
 ax.set_ylabel("relative error of the step")
 ax.legend(fontsize=8)
-path = OUT / "03_neumann_error.png"
-fig.savefig(path, dpi=90, bbox_inches="tight")
-plt.close(fig)
-FIGURES.append(path)
+path = show(fig, "03_neumann_error.png", FIGURES)
 
 # %% [markdown]
 # ## 3. From the Neumann step to MSSA

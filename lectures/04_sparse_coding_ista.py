@@ -26,14 +26,7 @@
 # and $D^\top z$ becomes `x @ D`.
 
 # %%
-import os
-import tempfile
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from whitebox.data import load_dataset
@@ -42,9 +35,8 @@ from whitebox.init import kaiming_uniform
 from whitebox.layers.embedding import patchify
 from whitebox.layers.ista import DEFAULT_LAMBD, DEFAULT_STEP, ista_forward
 from whitebox.layers.layernorm import layernorm_forward
+from _figures import plt, show  # lectures/_figures.py: Agg in scripts, inline in notebooks
 
-OUT = Path(os.environ.get("WHITEBOX_LECTURE_OUT") or tempfile.mkdtemp(prefix="whitebox-lectures-"))
-OUT.mkdir(parents=True, exist_ok=True)
 FIGURES = []
 rng = np.random.default_rng(0)
 
@@ -249,10 +241,7 @@ ax.set_xlabel("ISTA iteration after the first")
 ax.set_ylabel(r"$F(A_t)/F(A_1)$")
 ax.set_title("non-negative LASSO on MNIST patches")
 ax.legend(fontsize=8)
-path = OUT / "04_ista_descent.png"
-fig.savefig(path, dpi=90, bbox_inches="tight")
-plt.close(fig)
-FIGURES.append(path)
+path = show(fig, "04_ista_descent.png", FIGURES)
 
 # %% [markdown]
 # **Summary.** The MLP of CRATE is one proximal-gradient step on a non-negative LASSO: a linear map built from the

@@ -27,15 +27,8 @@
 # 3. measures $R^c$, $R$ and sparsity layer by layer, before and after training, and plots them.
 
 # %%
-import os
-import tempfile
 import time
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from whitebox.compression_step import tied_mssa_step
@@ -48,9 +41,8 @@ from whitebox.models import crate
 from whitebox.optim import AdamW
 from whitebox.rate import coding_rate, compression_rate
 from whitebox.schedules import warmup_cosine
+from _figures import plt, show  # lectures/_figures.py: Agg in scripts, inline in notebooks
 
-OUT = Path(os.environ.get("WHITEBOX_LECTURE_OUT") or tempfile.mkdtemp(prefix="whitebox-lectures-"))
-OUT.mkdir(parents=True, exist_ok=True)
 FIGURES = []
 
 info = dataset_info("mnist")
@@ -213,10 +205,7 @@ for ax, name, title in zip(axes[1:], ("Rc", "R", "sparsity"),
     ax.legend(fontsize=8)
 fig.suptitle(f"CRATE on MNIST: {len(losses)} AdamW steps, test accuracy {accuracy_trained:.1%}", fontsize=10)
 fig.tight_layout()
-path = OUT / "07_layerwise_measures.png"
-fig.savefig(path, dpi=90)
-plt.close(fig)
-FIGURES.append(path)
+path = show(fig, "07_layerwise_measures.png", FIGURES)
 print(f"wrote {path}")
 
 # %% [markdown]
