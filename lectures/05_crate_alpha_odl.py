@@ -80,6 +80,7 @@ L = np.linalg.norm(D, 2) ** 2
 print(f"|D|^2 = {L:.2f} (predicted {2 / C * (1 + np.sqrt(C)) ** 2:.2f});  F: {lasso(0 * A1):.1f} -> "
       f"{lasso(A1):.1f} -> {lasso(A2):.1f}")
 assert eta <= 1 / L
+assert L < 2 / C * (1 + np.sqrt(C)) ** 2  # at d = 16, below the large-d prediction
 assert lasso(0 * A1) >= lasso(A1) >= lasso(A2)
 
 # %% [markdown]

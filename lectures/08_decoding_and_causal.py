@@ -117,8 +117,8 @@ path = show(fig, "08_round_trip.png", FIGURES)
 
 # %% [markdown]
 # The exact inverse solves $Z = Y - c f(Z)$ for $Z$; for small $c$ the map $Z\mapsto Y - cf(Z)$ is a contraction, and
-# iterating it from $Z_0 = Y$ converges. The decoder layer is the **first iterate**; each further one multiplies the
-# error by about $c\cdot\mathrm{Lip}(f)$.
+# iterating it from $Z_0 = Y$ converges. The decoder layer is the **first iterate**; at $c = 0.1$ each further one
+# more than halves the error.
 
 # %%
 c = 0.1
