@@ -108,7 +108,7 @@ ax.plot(r * np.cos(t), r * np.sin(t), "r--", label=r"noise ball, radius $\vareps
 ax.set_aspect("equal")
 ax.set_title(f"R(Z) = {coding_rate(Z2, eps):.2f} nats = log(#balls), #balls = {np.exp(coding_rate(Z2, eps)):.1f}")
 ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
-path = show(fig, "01_coding_rate_balls.png", FIGURES)
+show(fig, "01_coding_rate_balls.png", FIGURES)
 
 # %% [markdown]
 # ## 2. Three ways to compute $\log\det(I + M)$
@@ -325,7 +325,7 @@ ax.set_xlabel("scale $s$ of the tokens")
 ax.set_ylabel("nats")
 ax.set_title(r"minimising $R^c$ alone collapses the tokens ($s\to0$); $\Delta R$ does not")
 ax.legend(fontsize=8)
-path = show(fig, "01_collapse.png", FIGURES)
+show(fig, "01_collapse.png", FIGURES)
 
 # %% [markdown]
 # ## 6. The regimes of $R(\varepsilon)$
@@ -364,7 +364,7 @@ ax.set_xlabel(r"$\varepsilon$")
 ax.set_ylabel("R (nats)")
 ax.set_title(r"$\varepsilon$ sets the regime: fine counts the rank, coarse the energy")
 ax.legend(fontsize=8)
-path = show(fig, "01_epsilon_regimes.png", FIGURES)
+show(fig, "01_epsilon_regimes.png", FIGURES)
 
 # %% [markdown]
 # ## 7. The $\varepsilon$ convention and the $\varepsilon^2$ trap

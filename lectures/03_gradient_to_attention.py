@@ -141,7 +141,7 @@ ax.loglog(betas, errors[-1] * (betas / betas[-1]) ** 2, "k--", label=r"slope 2 (
 ax.set_xlabel(r"$\beta = p/(N\varepsilon^2)$ (dotted: radius of convergence)")
 ax.set_ylabel("relative error of the step")
 ax.legend(fontsize=8)
-path = show(fig, "03_neumann_error.png", FIGURES)
+show(fig, "03_neumann_error.png", FIGURES)
 
 # %% [markdown]
 # ## 3. From the Neumann step to MSSA
@@ -364,7 +364,7 @@ for k, ax in enumerate(axes):
 axes[0].set_ylabel("query (sorted by subspace)")
 fig.suptitle(f"softmax(P_k P_k^T), tokens sorted by subspace: own-subspace weight {within[1.0].mean():.2f} vs "
              f"{share.mean():.2f} for uniform", fontsize=10)
-path = show(fig, "03_attention_by_membership.png", FIGURES)
+show(fig, "03_attention_by_membership.png", FIGURES)
 
 # %% [markdown]
 # ## 6. The compression step is a denoiser

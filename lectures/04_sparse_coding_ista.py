@@ -200,7 +200,7 @@ ax.set_xlabel(r"$\lambda$ (threshold $\eta\lambda$, $\eta = 0.1$)")
 ax.set_ylabel("fraction of zero codes")
 ax.set_title("at CRATE's setting the ReLU, not the threshold, makes the zeros")
 ax.legend(fontsize=8)
-path = show(fig, "04_zeros_vs_lambda.png", FIGURES)
+show(fig, "04_zeros_vs_lambda.png", FIGURES)
 
 # %% [markdown]
 # ## 4. The descent property, on real data
@@ -278,7 +278,7 @@ ax.set_xlabel("ISTA iteration after the first")
 ax.set_ylabel(r"$F(A_t)/F(A_1)$")
 ax.set_title("non-negative LASSO on MNIST patches")
 ax.legend(fontsize=8)
-path = show(fig, "04_ista_descent.png", FIGURES)
+show(fig, "04_ista_descent.png", FIGURES)
 
 # %% [markdown]
 # ## 5. The objective's $\lambda\|Z\|_0 - R(Z)$, and where the expansion went

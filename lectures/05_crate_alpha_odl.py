@@ -170,7 +170,7 @@ for ax in axes:
     ax.set_xscale("log", base=2)
     ax.set_xticks(Cs, [str(c) for c in Cs])
     ax.set_xlabel("overcompleteness $C$")
-path = show(fig, "05_overcomplete_sweep.png", FIGURES)
+show(fig, "05_overcomplete_sweep.png", FIGURES)
 
 # %% [markdown]
 # ## 3. Decoding, and decoupling the decoder

@@ -96,7 +96,7 @@ ax.set_xlabel("step $h$")
 ax.set_ylabel("error of the derivative")
 ax.set_title("finite differences: truncation vs rounding", fontsize=9)
 ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
-path = show(fig, "06_finite_difference_error.png", FIGURES)
+show(fig, "06_finite_difference_error.png", FIGURES)
 
 
 # %% [markdown]

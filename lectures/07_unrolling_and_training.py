@@ -256,7 +256,7 @@ ax.plot(losses, lw=0.8)
 ax.set_title(f"training loss: {len(losses)} AdamW steps, test accuracy {accuracy_trained:.1%}")
 ax.set_xlabel("step")
 ax.set_ylabel("cross-entropy")
-path = show(fig, "07_training_loss.png", FIGURES)
+show(fig, "07_training_loss.png", FIGURES)
 
 # %%
 layers = np.arange(1, cfg.depth + 1)
@@ -280,7 +280,7 @@ axes[2].set_xlabel("layer")
 axes[2].set_xticks(layers)
 axes[2].legend(fontsize=8)
 fig.tight_layout()
-path = show(fig, "07_within_layer_compression.png", FIGURES)
+show(fig, "07_within_layer_compression.png", FIGURES)
 
 # %% [markdown]
 # **Summary.** A CRATE layer is built from one step on each half of the sparse rate reduction objective; the network

@@ -113,7 +113,7 @@ ax.set_xlabel("step size $c$")
 ax.set_ylabel(r"$\|\mathrm{dec}(\mathrm{enc}(Z)) - Z\| / \|Z\|$")
 ax.set_title("the decoder inverts the encoder only for small steps and its own weights", fontsize=9)
 ax.legend(fontsize=7)
-path = show(fig, "08_round_trip.png", FIGURES)
+show(fig, "08_round_trip.png", FIGURES)
 
 # %% [markdown]
 # The exact inverse solves $Z = Y - c f(Z)$ for $Z$; for small $c$ the map $Z\mapsto Y - cf(Z)$ is a contraction, and
