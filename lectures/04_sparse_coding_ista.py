@@ -146,7 +146,7 @@ x_big = rng.standard_normal((4000, 128))
 D_big = kaiming_uniform(rng, (128, 128), fan_in=128)
 
 
-def best_time(fun, repeats=5):
+def best_time(fun, repeats=7):
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
