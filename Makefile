@@ -19,10 +19,15 @@ demo: install data
 test: install data
 	$(PYTHON) -m pytest -q
 
+# Executed notebooks, figures inline, in build/notebooks/ (the figures also as files in build/notebooks/figures/).
+# The kernel finds whitebox and lectures/_figures.py through PYTHONPATH.
 lectures:
-	$(PIP) install -q jupytext
-	mkdir -p build/notebooks
-	for f in lectures/*.py; do jupytext --to notebook -o build/notebooks/$$(basename $$f .py).ipynb $$f; done
+	$(PIP) install -q jupytext nbclient nbconvert ipykernel
+	mkdir -p build/notebooks/figures
+	for f in lectures/[0-9]*.py; do \
+		PYTHONPATH="$(CURDIR):$(CURDIR)/lectures" WHITEBOX_LECTURE_OUT="$(CURDIR)/build/notebooks/figures" \
+		$(PYTHON) -m jupytext --to notebook --execute -o build/notebooks/$$(basename $$f .py).ipynb $$f || exit 1; \
+	done
 
 bench: install
 	$(PYTHON) benchmarks/bench_step.py --model crate --threads 2

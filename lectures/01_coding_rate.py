@@ -24,7 +24,10 @@
 # 1. see where the formula comes from (counting $\varepsilon$-balls, i.e. volumes),
 # 2. compute it three ways and pick the cheap side with Sylvester's identity,
 # 3. define the compression term $R^c$ for a union of subspaces,
-# 4. meet the $\varepsilon$ versus $\varepsilon^2$ trap of some published code.
+# 4. see why the objective is a rate **reduction** (MCR²: expand the whole, compress the parts) and what goes wrong
+#    without the expansion term (collapse),
+# 5. see how $\varepsilon$ sets the regime of $R$,
+# 6. meet the $\varepsilon$ versus $\varepsilon^2$ trap of some published code.
 #
 # You need linear algebra (eigenvalues, determinants) and nothing else. Every claim is followed by an `assert` that
 # checks it on numbers.
@@ -33,21 +36,13 @@
 # shape `(N, d)`, so `Z_code = Z_math.T` and the paper's $ZZ^\top$ is `Z.T @ Z`.
 
 # %%
-import os
-import tempfile
 import time
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from whitebox.rate import coding_rate, compression_rate, half_logdet_identity_plus
+from _figures import plt, show  # lectures/_figures.py: Agg in scripts, inline in notebooks
 
-OUT = Path(os.environ.get("WHITEBOX_LECTURE_OUT") or tempfile.mkdtemp(prefix="whitebox-lectures-"))
-OUT.mkdir(parents=True, exist_ok=True)
 FIGURES = []  # the figures this lecture writes (the test checks they exist)
 rng = np.random.default_rng(0)
 
@@ -113,10 +108,7 @@ ax.plot(r * np.cos(t), r * np.sin(t), "r--", label=r"noise ball, radius $\vareps
 ax.set_aspect("equal")
 ax.set_title(f"R(Z) = {coding_rate(Z2, eps):.2f} nats = log(#balls), #balls = {np.exp(coding_rate(Z2, eps)):.1f}")
 ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
-path = OUT / "01_coding_rate_balls.png"
-fig.savefig(path, dpi=90, bbox_inches="tight")
-plt.close(fig)
-FIGURES.append(path)
+show(fig, "01_coding_rate_balls.png", FIGURES)
 
 # %% [markdown]
 # ## 2. Three ways to compute $\log\det(I + M)$
@@ -168,8 +160,8 @@ for N in (10, 300):  # fewer tokens than features, then more
 # %% [markdown]
 # The cost, in floating-point operations (a multiply-add counts 2): forming an $m\times m$ Gram from $n$ vectors of
 # length $m$ costs $2nm^2$, and its Cholesky factor $m^3/3$. The $d$ side ($m = d$, $n = N$) costs $2Nd^2 + d^3/3$,
-# the $N$ side $2dN^2 + N^3/3$. For a typical CRATE layer ($N$ = 197 tokens, $d$ = 768 features) the $N$ side wins;
-# for many tokens in few features the $d$ side wins. We count, then time.
+# the $N$ side $2dN^2 + N^3/3$. For a typical CRATE layer ($N$ = 197 tokens, $d$ = 768 features) the $N$ side should
+# win; for many tokens in few features the $d$ side should. We count, then time both cases.
 
 # %%
 def flops(rows, m):
@@ -177,18 +169,7 @@ def flops(rows, m):
     return 2 * rows * m**2 + m**3 / 3
 
 
-assert flops(768, 197) < flops(197, 768)  # a CRATE layer: the N = 197 side is cheaper than the d = 768 side
-
-N, d = 400, 16
-Zt = rng.standard_normal((N, d))
-a = d / (N * eps**2)
-flops_small, flops_large = flops(N, d), flops(d, N)
-print(f"d side: {flops_small / 1e6:8.2f} MFLOP   N side: {flops_large / 1e6:8.2f} MFLOP"
-      f"   ratio {flops_large / flops_small:.0f}x")
-assert flops_large / flops_small > 100
-
-
-def best_time(fun, repeats=2):
+def best_time(fun, repeats=3):
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -197,11 +178,25 @@ def best_time(fun, repeats=2):
     return min(times)
 
 
+Zc = rng.standard_normal((197, 768))  # a CRATE-B layer's tokens (N, d)
+a = 768 / (197 * eps**2)
+print(f"CRATE layer, N = 197, d = 768: d side {flops(197, 768) / 1e6:.0f} MFLOP, N side {flops(768, 197) / 1e6:.0f} MFLOP")
+t_d_side = best_time(lambda: half_logdet_identity_plus(Zc.T @ Zc, a))
+t_N_side = best_time(lambda: half_logdet_identity_plus(Zc @ Zc.T, a))
+print(f"  timed: d side {t_d_side * 1e3:.2f} ms, N side {t_N_side * 1e3:.2f} ms")
+assert t_N_side < t_d_side  # the N = 197 side is the cheap one, as counted
+
+N, d = 400, 16
+Zt = rng.standard_normal((N, d))
+a = d / (N * eps**2)
+flops_small, flops_large = flops(N, d), flops(d, N)
+print(f"d side: {flops_small / 1e6:8.2f} MFLOP   N side: {flops_large / 1e6:8.2f} MFLOP"
+      f"   ratio {flops_large / flops_small:.0f}x")
 t_small = best_time(lambda: half_logdet_identity_plus(Zt.T @ Zt, a))
 t_large = best_time(lambda: half_logdet_identity_plus(Zt @ Zt.T, a))
 print(f"d side: {t_small * 1e3:.3f} ms   N side: {t_large * 1e3:.3f} ms")
 assert np.isclose(half_logdet_identity_plus(Zt.T @ Zt, a), half_logdet_identity_plus(Zt @ Zt.T, a), rtol=1e-10)
-assert t_small < t_large  # the 100x flop gap shows up on any machine
+assert t_small < t_large  # the counted flop gap shows up in the time
 
 # %% [markdown]
 # ## 4. The compression term: coding against a union of subspaces
@@ -240,9 +235,8 @@ assert np.isclose(compression_rate(Zu, U @ Q, eps), compression_rate(Zu, U, eps)
 
 # %% [markdown]
 # **(b) $R^c$ sees only what lies in the subspaces.** Here $Kp = 8 < d = 16$: adding to every token a component
-# orthogonal to all the $U_k$ leaves $R^c$ unchanged, while $R(Z)$ (which codes everything) grows. This is why CRATE
-# pairs $R^c$ (to minimise) with $R$ (to maximise): $R^c$ alone could be lowered by pushing the tokens out of the
-# subspaces.
+# orthogonal to all the $U_k$ leaves $R^c$ unchanged, while $R(Z)$ (which codes everything) grows. So $R^c$ cannot
+# tell tokens in the subspaces from tokens partly outside them; $R$ can. (Section 5 gives the main reason to pair them.)
 
 # %%
 complement = np.eye(d) - U.transpose(1, 0, 2).reshape(d, K * p) @ U.transpose(1, 0, 2).reshape(d, K * p).T
@@ -273,7 +267,107 @@ for k in range(K):  # the bounds of the concavity argument, per subspace
     assert coding_rate(Zu @ U[k], eps) <= p / 2 * np.log1p(beta * np.trace((Zu @ U[k]).T @ (Zu @ U[k])) / p)
 
 # %% [markdown]
-# ## 5. The $\varepsilon$ convention and the $\varepsilon^2$ trap
+# ## 5. Why a rate *reduction*: expand the whole, compress the parts (MCR²)
+#
+# Read the two terms as **coding lengths** of Gaussian codebooks (section 1). $R(Z)$ is the cost of coding all the
+# tokens with *one* Gaussian codebook; $R^c(Z\mid U_{[K]})$ is the cost of coding them by their coordinates in each of
+# the $K$ subspaces, one small Gaussian codebook per subspace. The principle of maximal coding rate reduction (MCR²,
+# Yu et al. 2020; CRATE JMLR §2) asks for representations whose whole is expensive and whose parts are cheap:
+#
+# $$\max_Z\ \Delta R(Z\mid U_{[K]}) = R(Z) - R^c(Z\mid U_{[K]}),$$
+#
+# i.e. the nats saved by coding the parts separately. CRATE's sparse rate reduction (JMLR eq. 2) minimises
+# $R^c(Z) - R(Z) + \lambda\|Z\|_0$, the same trade-off plus sparsity.
+#
+# **The subspaces matter.** Take $K = 4$ subspaces of dimension $p = 4$ that together span $\mathbb{R}^{16}$ and
+# tokens drawn from them. Against the subspaces the tokens come from, $\Delta R$ is larger than against another
+# orthonormal set of four subspaces that also spans the space (so both see all of every token): the true subspaces code
+# the parts more cheaply. (Against subspaces that miss part of the data, $R^c$ would be lower for the wrong reason,
+# property (b).)
+
+# %%
+U_full = np.linalg.qr(rng.standard_normal((d, d)))[0].reshape(d, 4, p).transpose(1, 0, 2)  # (4, d, p), spans R^d
+U_other = np.linalg.qr(rng.standard_normal((d, d)))[0].reshape(d, 4, p).transpose(1, 0, 2)
+Z_full = np.einsum("kdp,np->nkd", U_full, rng.standard_normal((N, p)))[np.arange(N), rng.integers(0, 4, size=N)]
+delta_true = coding_rate(Z_full, eps) - compression_rate(Z_full, U_full, eps)
+delta_other = coding_rate(Z_full, eps) - compression_rate(Z_full, U_other, eps)
+print(f"Delta R against the true subspaces {delta_true:.3f}, against other spanning subspaces {delta_other:.3f}")
+assert delta_true > delta_other
+
+# %% [markdown]
+# **Without $R$: collapse.** Minimising $R^c$ alone has a trivial solution: shrink every token. Both rates vanish as
+# the scale $s\to0$ (each eigenvalue term $\tfrac12\log(1 + \beta s^2\sigma_i^2)\approx\tfrac12\beta s^2\sigma_i^2$),
+# so $R^c(sZ)\to0$ like $s^2$: the "best compressed" representation is the one that has forgotten everything. The
+# expansion term $R(Z)$ is what forbids it: $\Delta R(sZ)$ also goes to 0, and it grows with $s$, so collapse is the
+# *worst* point of the rate reduction. (At large $s$ both rates grow like $\tfrac{\mathrm{rank}}2\log s^2$ and
+# $\Delta R$ levels off: here $\mathrm{rank} = Kp$ on both sides. In the network, LayerNorm fixes the scale: lecture 4.)
+
+# %%
+scales = np.logspace(-3, 1.5, 60)
+Rc_s = np.array([compression_rate(s * Zu, U, eps) for s in scales])
+R_s = np.array([coding_rate(s * Zu, eps) for s in scales])
+delta_s = R_s - Rc_s
+small = scales[0]
+quadratic = 0.5 * beta * small**2 * np.linalg.norm(Zu @ U.transpose(1, 0, 2).reshape(d, K * p)) ** 2
+print(f"Rc(sZ) at s = {small:g}: {Rc_s[0]:.3e} (quadratic prediction {quadratic:.3e});  "
+      f"Delta R from {delta_s[0]:.2e} at s = {small:g} to {delta_s[-1]:.3f} at s = {scales[-1]:.1f}")
+assert np.all(np.diff(Rc_s) > 0) and Rc_s[0] < 1e-4 * Rc_s[-1]  # Rc decreases all the way to 0 as s -> 0
+assert np.isclose(Rc_s[0], quadratic, rtol=1e-3)
+assert np.all(np.diff(delta_s) > 0) and delta_s[0] < 1e-3 * delta_s[-1]  # collapse is where Delta R is smallest
+assert delta_s[-1] - delta_s[-5] < 0.01 * delta_s[-1]  # and it levels off at large scale
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.4))
+ax.semilogx(scales, R_s, label=r"$R(sZ)$: the whole (expand)")
+ax.semilogx(scales, Rc_s, label=r"$R^c(sZ\mid U)$: the parts (compress)")
+ax.semilogx(scales, delta_s, "k", lw=2, label=r"$\Delta R = R - R^c$")
+ax.set_xlabel("scale $s$ of the tokens")
+ax.set_ylabel("nats")
+ax.set_title(r"minimising $R^c$ alone collapses the tokens ($s\to0$); $\Delta R$ does not")
+ax.legend(fontsize=8)
+show(fig, "01_collapse.png", FIGURES)
+
+# %% [markdown]
+# ## 6. The regimes of $R(\varepsilon)$
+#
+# $\varepsilon$ is the resolution of the code. From $R = \tfrac12\sum_i\log(1 + \tfrac{d}{\varepsilon^2}\sigma_i^2)$:
+#
+# * **coarse** ($\varepsilon^2 \gg d\sigma_i^2$): $R\approx\frac{d}{2\varepsilon^2}\sum_i\sigma_i^2 =
+#   \frac{d}{2N\varepsilon^2}\|Z\|_F^2$, a multiple of the energy, blind to the shape of the cloud;
+# * **fine** ($\varepsilon^2 \ll d\sigma_i^2$ for the $r$ non-zero $\sigma_i$): $R\approx r\log\frac1\varepsilon +$
+#   const, so $-\,dR/d\log\varepsilon\to r$, the **rank**: at fine resolution the rate counts dimensions.
+#
+# Between the two, $R$ measures how many directions stand out above the noise level $\varepsilon/\sqrt d$. The same
+# $\varepsilon$ fixes CRATE's step: $\beta = p/(N\varepsilon^2)$, the step $c = \kappa\beta$ and the radius of the
+# Neumann series of lecture 3 (it converges when $\beta\|P_kP_k^\top\| < 1$, i.e. $\varepsilon^2 > p\|P_k\|_2^2/N$).
+# We check both regimes on tokens of rank $r = 5$ in $d = 32$.
+
+# %%
+N, d, r = 400, 32, 5
+Z_low = rng.standard_normal((N, r)) @ rng.standard_normal((r, d))  # (N, d) of rank 5
+epsilons = np.logspace(-4, 3, 57)
+R_eps = np.array([coding_rate(Z_low, e) for e in epsilons])
+fine_slope = -np.polyfit(np.log(epsilons[:8]), R_eps[:8], 1)[0]
+coarse = d / (2 * N * epsilons**2) * np.linalg.norm(Z_low) ** 2
+print(f"fine: -dR/dlog(eps) = {fine_slope:.3f} (rank {r});  coarse: R / (d|Z|^2 / 2N eps^2) = {R_eps[-1] / coarse[-1]:.5f}")
+assert abs(fine_slope - r) < 0.01
+assert np.isclose(R_eps[-1], coarse[-1], rtol=1e-3)
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.4))
+ax.loglog(epsilons, R_eps, "o", ms=3, label=r"$R(Z)$, rank $r = 5$")
+ax.loglog(epsilons, coarse, "k--", label=r"coarse: $\frac{d}{2N\varepsilon^2}\|Z\|_F^2$")
+fine = R_eps[0] - r * np.log(epsilons / epsilons[0])
+ax.loglog(epsilons[fine > 0], fine[fine > 0], "r:", label=r"fine: $r\log(1/\varepsilon)$ + const")
+ax.set_ylim(R_eps.min() / 3, R_eps.max() * 3)
+ax.set_xlabel(r"$\varepsilon$")
+ax.set_ylabel("R (nats)")
+ax.set_title(r"$\varepsilon$ sets the regime: fine counts the rank, coarse the energy")
+ax.legend(fontsize=8)
+show(fig, "01_epsilon_regimes.png", FIGURES)
+
+# %% [markdown]
+# ## 7. The $\varepsilon$ convention and the $\varepsilon^2$ trap
 #
 # whitebox's `eps` is $\varepsilon$ itself: $\alpha = d/(N\varepsilon^2)$. Some published MCR² and ReduNet code
 # computes $\log\det(I + \frac{d}{N\cdot \texttt{eps}} ZZ^\top)$, so *their* `eps` is $\varepsilon^2$. Reading such

@@ -13,8 +13,8 @@
 # %% [markdown]
 # # Lecture 2 — Gradients of the coding rates, one step at a time
 #
-# A CRATE layer moves the tokens $Z$ downhill on $R^c(Z\mid U_{[K]}) - R(Z) + \lambda\|Z\|_1$. To move downhill we
-# need gradients. We derive
+# A CRATE layer is meant to move the tokens $Z$ downhill on $R^c(Z\mid U_{[K]}) - R(Z) + \lambda\|Z\|_1$ (lecture 7
+# measures whether it does). To move downhill we need gradients. We derive
 #
 # * $\nabla_Z R$, from the differential of $\log\det$ and the chain rule,
 # * $\nabla_Z R^c$, by the chain rule through the projections $U_k^\top Z$,

@@ -20,20 +20,16 @@
 # 1. the non-negative LASSO and the proximal-gradient method;
 # 2. the proximal operator of $\lambda\|\cdot\|_1$ plus "$\ge 0$" is a shifted **ReLU**;
 # 3. one ISTA step is CRATE's MLP block, and the two-matmul form equals the published three-matmul one;
-# 4. the descent property for $\eta \le 1/\|D\|_2^2$, checked on real MNIST patches.
+# 4. the descent property for $\eta \le 1/\|D\|_2^2$, checked on real MNIST patches;
+# 5. how this step stands in for the objective's $\lambda\|Z\|_0 - R(Z)$, and where the expansion term $-R$ went.
 #
 # Math layout has tokens as columns ($Z\in\mathbb{R}^{d\times N}$); code has them as rows, so $Dz$ becomes `x @ D.T`
 # and $D^\top z$ becomes `x @ D`.
 
 # %%
-import os
-import tempfile
-from pathlib import Path
 
-import matplotlib
+import time
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from whitebox.data import load_dataset
@@ -42,9 +38,9 @@ from whitebox.init import kaiming_uniform
 from whitebox.layers.embedding import patchify
 from whitebox.layers.ista import DEFAULT_LAMBD, DEFAULT_STEP, ista_forward
 from whitebox.layers.layernorm import layernorm_forward
+from whitebox.rate import coding_rate, compression_rate
+from _figures import plt, show  # lectures/_figures.py: Agg in scripts, inline in notebooks
 
-OUT = Path(os.environ.get("WHITEBOX_LECTURE_OUT") or tempfile.mkdtemp(prefix="whitebox-lectures-"))
-OUT.mkdir(parents=True, exist_ok=True)
 FIGURES = []
 rng = np.random.default_rng(0)
 
@@ -142,13 +138,28 @@ assert np.allclose(two_matmuls, three_matmuls, atol=1e-12)
 assert np.allclose(out, two_matmuls, atol=1e-12)
 
 # %% [markdown]
-# Each `(n, d) @ (d, d)` product costs $2nd^2$ flops, so the regrouping saves a third of the block's matmul work.
+# Each `(n, d) @ (d, d)` product costs $2nd^2$ flops, so the regrouping saves a third of the block's matmul work. Timed
+# at a size where the matmuls dominate:
 
 # %%
-matmul_flops = 2 * n * d * d
-saving = 1 - 2 * matmul_flops / (3 * matmul_flops)
-print(f"two matmuls instead of three: {saving:.0%} fewer matmul flops")
-assert np.isclose(saving, 1 / 3)
+x_big = rng.standard_normal((4000, 128))
+D_big = kaiming_uniform(rng, (128, 128), fan_in=128)
+
+
+def best_time(fun, repeats=7):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fun()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+t_three = best_time(lambda: np.maximum(x_big + eta * (x_big @ D_big - (x_big @ D_big.T) @ D_big) - eta * lambd, 0))
+t_two = best_time(lambda: ista_forward(x_big, D_big, eta, lambd))
+print(f"three matmuls {t_three * 1e3:.2f} ms, two matmuls (whitebox) {t_two * 1e3:.2f} ms: ratio {t_two / t_three:.2f}"
+      f" (flop ratio 2/3)")
+assert t_two < t_three
 
 # %% [markdown]
 # **Why this is an MLP.** Everything inside the ReLU is linear in $z$: $z + \eta D^\top(z - Dz) = Mz$ with $M = I +
@@ -164,14 +175,32 @@ M = np.eye(d) + eta * D.T @ (np.eye(d) - D)  # math layout: acts on columns
 assert np.allclose(np.maximum(x @ M.T - eta * lambd, 0), out, atol=1e-12)
 
 # %% [markdown]
-# **The threshold sets the sparsity.** The pre-activation decreases entrywise as $\lambda$ grows, so the set of zeroed
-# entries can only grow: the fraction of zeros of the output is non-decreasing in $\lambda$.
+# **Where the zeros come from.** The pre-activation decreases entrywise as $\lambda$ grows, so the set of zeroed
+# entries can only grow: the fraction of zeros of the output is non-decreasing in $\lambda$. But at CRATE's $\eta =
+# \lambda = 0.1$ the threshold is $\eta\lambda = 0.01$, tiny next to the pre-activations (of size about 1 here): the
+# **ReLU alone** (at $\lambda = 0$) already zeros about half the entries, because the pre-activation is roughly
+# symmetric about 0, and the threshold adds well under one point. The threshold only dominates when $\eta\lambda$ is
+# comparable to the pre-activations.
 
 # %%
-lambdas = [0.0, 0.1, 1.0, 3.0, 10.0]
-zero_fraction = [float((ista_forward(x, D, eta, lam)[0] == 0).mean()) for lam in lambdas]
-print("fraction of zeros for lambda =", lambdas, ":", np.round(zero_fraction, 3))
-assert all(a <= b for a, b in zip(zero_fraction, zero_fraction[1:]))
+lambdas = np.array([0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0])
+zero_fraction = np.array([float((ista_forward(x, D, eta, lam)[0] == 0).mean()) for lam in lambdas])
+print("fraction of zeros for lambda =", lambdas.tolist(), ":", np.round(zero_fraction, 3))
+assert np.all(np.diff(zero_fraction) >= 0)
+assert 0.4 < zero_fraction[0] < 0.6  # the ReLU alone: about half
+assert zero_fraction[1] - zero_fraction[0] < 0.01  # CRATE's lambda = 0.1 adds under one point
+assert zero_fraction[-1] > 0.9  # only a large threshold makes the codes really sparse
+
+# %%
+fig, ax = plt.subplots(figsize=(5.5, 3.2))
+ax.semilogx(lambdas[1:], zero_fraction[1:], "o-", label="ISTA output")
+ax.axhline(zero_fraction[0], color="k", ls="--", label=r"$\lambda = 0$: the ReLU alone")
+ax.axvline(DEFAULT_LAMBD, color="r", ls=":", label=r"CRATE's $\lambda = 0.1$")
+ax.set_xlabel(r"$\lambda$ (threshold $\eta\lambda$, $\eta = 0.1$)")
+ax.set_ylabel("fraction of zero codes")
+ax.set_title("at CRATE's setting the ReLU, not the threshold, makes the zeros")
+ax.legend(fontsize=8)
+show(fig, "04_zeros_vs_lambda.png", FIGURES)
 
 # %% [markdown]
 # ## 4. The descent property, on real data
@@ -249,12 +278,46 @@ ax.set_xlabel("ISTA iteration after the first")
 ax.set_ylabel(r"$F(A_t)/F(A_1)$")
 ax.set_title("non-negative LASSO on MNIST patches")
 ax.legend(fontsize=8)
-path = OUT / "04_ista_descent.png"
-fig.savefig(path, dpi=90, bbox_inches="tight")
-plt.close(fig)
-FIGURES.append(path)
+show(fig, "04_ista_descent.png", FIGURES)
+
+# %% [markdown]
+# ## 5. The objective's $\lambda\|Z\|_0 - R(Z)$, and where the expansion went
+#
+# The sparse rate reduction (JMLR eq. 2) is $R^c(Z\mid U_{[K]}) - R(Z) + \lambda\|Z\|_0$. Lecture 3 took a step on
+# $R^c$; this block is meant to handle the other two terms together, $\lambda\|Z\|_0 - R(Z)$ (CRATE-alpha §2). The
+# argument, following CRATE: posit a complete, incoherent (here: orthogonal) dictionary $D$ and look for codes $A$ with
+# $Z\approx DA$. Then
+#
+# * **$-R$ is preserved, not optimised:** $R$ is invariant under orthogonal maps, $R(DA) = R(A)$, so codes that
+#   reconstruct $Z$ carry its coding rate; sparsifying them does not pay for sparsity with rate;
+# * **$\|Z\|_0$ is relaxed** to the convex $\|A\|_1$ with $A\ge0$: the non-negative LASSO, one ISTA step of it.
+#
+# And the expansion against **collapse** (lecture 1: minimising $R^c$ alone shrinks the tokens to 0) is done by two
+# other pieces of the network: the LASSO's fidelity term ($A = 0$ costs $\tfrac12\|Z\|^2$, here nearly twice what
+# ISTA reaches) and, above all, the **LayerNorm** in front of each block, which puts every token back on a sphere of radius
+# $\sqrt d$, so the scale that collapse needs is not available. All three, checked:
+
+# %%
+B_orth = np.linalg.qr(rng.standard_normal((49, 49)))[0]  # an orthogonal dictionary
+codes_orth = np.maximum(tokens @ B_orth, 0)  # some non-negative codes, (192, 49)
+assert np.isclose(coding_rate(codes_orth @ B_orth.T, 0.5), coding_rate(codes_orth, 0.5), rtol=1e-10)
+print(f"LASSO objective: at A = 0 {objective(np.zeros_like(tokens)):.1f}, after 26 ISTA steps {safe[-1]:.1f}")
+assert safe[-1] < 0.6 * objective(np.zeros_like(tokens))
+scales = [0.01, 0.1, 1.0, 10.0]  # applied to the (LayerNorm'd) patch tokens
+U_patch = np.linalg.qr(rng.standard_normal((49, 48)))[0].reshape(49, 4, 12).transpose(1, 0, 2)  # (4, 49, 12)
+rc_raw = [float(compression_rate(s * tokens, U_patch, 0.5)) for s in scales]
+rc_after_ln = [float(compression_rate(layernorm_forward(s * tokens, np.ones(49), np.zeros(49))[0], U_patch, 0.5))
+               for s in scales]
+print("Rc of s * tokens:           ", np.round(rc_raw, 3))
+print("Rc of LayerNorm(s * tokens):", np.round(rc_after_ln, 3))
+assert rc_raw[0] < 0.01 * rc_raw[-1]  # without LayerNorm, shrinking lowers Rc towards 0 (collapse)
+assert np.ptp(rc_after_ln[1:]) < 0.01 * rc_after_ln[-1]  # after LayerNorm the scale is gone ...
+assert rc_after_ln[0] < rc_after_ln[-1]  # ... until the tokens' variance (1e-4 at s = 0.01) nears LayerNorm's eps 1e-5
 
 # %% [markdown]
 # **Summary.** The MLP of CRATE is one proximal-gradient step on a non-negative LASSO: a linear map built from the
 # dictionary, a bias equal to the sparsity threshold $-\eta\lambda$, and the ReLU that is the proximal operator of
-# "$\lambda\|\cdot\|_1$ and non-negative". Lecture 5 shows how CRATE-alpha changes this block to scale.
+# "$\lambda\|\cdot\|_1$ and non-negative". At CRATE's setting the ReLU makes most of the zeros. The block stands in
+# for $\lambda\|Z\|_0 - R(Z)$: the rate is carried by reconstruction through an (ideally orthogonal) dictionary, and
+# the LayerNorms keep the network from the collapse that $R^c$ alone would reward. Lecture 5 shows how CRATE-alpha
+# changes this block to scale.

@@ -16,8 +16,8 @@
 # whitebox has no autograd: every layer has a hand-written `*_backward`. Here we derive four of them "backprop-ninja"
 # style (Karpathy, makemore part 4): write the forward as a chain of small intermediates, push the gradient back **one
 # intermediate at a time**, and check each against finite differences before moving on. Then we collapse the chain
-# into the closed form whitebox uses and compare. Finally, the whole CRATE model's gradient is checked against finite
-# differences.
+# into the closed form whitebox uses and compare. Then the whole CRATE model's gradient is checked against finite
+# differences, and section 6 has **exercises**: blanks for you to fill, with a checker that says exact, close or wrong.
 #
 # **The convention.** A layer computes `out = f(inputs)`; the rest of the network hands us `dout = ∂L/∂out`. We check
 # gradients of the scalar $L = \langle \texttt{dout}, \texttt{out}\rangle$, whose gradient with respect to the inputs
@@ -35,7 +35,10 @@ from whitebox.layers.layernorm import LAYERNORM_EPS, layernorm_backward, layerno
 from whitebox.layers.loss import cross_entropy
 from whitebox.layers.mssa import mssa_backward, mssa_forward
 from whitebox.models import crate
+from whitebox.rate import coding_rate, coding_rate_grad
+from _figures import plt, show  # lectures/_figures.py: Agg in scripts, inline in notebooks
 
+FIGURES = []
 rng = np.random.default_rng(0)
 TOL = 1e-6
 
@@ -45,6 +48,55 @@ def assert_gradient(L_of_t, t, dt, name):
     error = grad_errors(lambda t: L_of_t(t), {"t": t}, {"t": dt}, directions=2)["t"]
     print(f"  {name:10s} relative error {error:.1e}")
     assert error < TOL, (name, error)
+
+
+# %% [markdown]
+# **Why central differences, in float64, at a middling step.** The central difference $\frac{L(t + h) - L(t -
+# h)}{2h}$ has a truncation error $\propto h^2$ (the odd Taylor terms cancel) and a rounding error $\propto
+# \varepsilon_{\text{mach}}/h$. So the total error falls like $h^2$ until rounding takes over, and then rises again:
+# a V in log-log axes with its bottom near $h\approx\varepsilon_{\text{mach}}^{1/3}$, about $10^{-5}$ in float64. In
+# float32 ($\varepsilon_{\text{mach}}\approx10^{-7}$) the bottom of the V is more than a thousand times higher, too coarse to
+# tell a right backward from a slightly wrong one. Measured on one derivative of a softmax loss:
+
+# %%
+s_probe = rng.standard_normal(6)
+dp_probe = rng.standard_normal(6)
+exact_derivative = (softmax_backward(dp_probe, softmax_forward(s_probe)))[0]  # dL/ds_0 for L = <dp, softmax(s)>
+hs = np.logspace(-12, -1, 23)
+bump = np.eye(6)[0]
+
+
+def central_difference_errors(dtype):
+    s_t, dp_t, bump_t = s_probe.astype(dtype), dp_probe.astype(dtype), bump.astype(dtype)
+    return np.array([abs(float(np.vdot(dp_t, softmax_forward(s_t + dtype(h) * bump_t))
+                               - np.vdot(dp_t, softmax_forward(s_t - dtype(h) * bump_t))) / (2 * h)
+                         - exact_derivative) for h in hs])
+
+
+fd_errors = central_difference_errors(np.float64)
+fd_errors_32 = central_difference_errors(np.float32)
+large = hs > 1e-3
+truncation_slope = np.polyfit(np.log(hs[large]), np.log(fd_errors[large]), 1)[0]
+best_h = hs[fd_errors.argmin()]
+print(f"truncation slope {truncation_slope:.2f}; best h = {best_h:.0e}, error there {fd_errors.min():.1e}; "
+      f"error at h = 1e-12: {fd_errors[0]:.1e}")
+assert abs(truncation_slope - 2) < 0.2
+assert 1e-8 <= best_h <= 1e-3 and fd_errors[0] > 100 * fd_errors.min()
+print(f"best error in float32: {fd_errors_32.min():.1e} (float64: {fd_errors.min():.1e})")
+assert fd_errors_32.min() > 1000 * fd_errors.min()
+
+# %%
+fig, ax = plt.subplots(figsize=(5, 3.2))
+ax.loglog(hs, fd_errors, "o-", ms=3, label="|central difference - backward|, float64")
+ax.loglog(hs, fd_errors_32, "^-", ms=3, color="gray", label="the same in float32")
+ax.loglog(hs[large], fd_errors[large][-1] * (hs[large] / hs[large][-1]) ** 2, "k--", lw=0.8, label=r"$\propto h^2$")
+ax.loglog(hs, 1e-16 / hs, "r:", lw=0.8, label=r"$\propto \varepsilon_{\mathrm{mach}}/h$")
+ax.set_ylim(fd_errors.min() / 10, 1)
+ax.set_xlabel("step $h$")
+ax.set_ylabel("error of the derivative")
+ax.set_title("finite differences: truncation vs rounding", fontsize=9)
+ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+show(fig, "06_finite_difference_error.png", FIGURES)
 
 
 # %% [markdown]
@@ -382,3 +434,120 @@ for form in ("published", "tied"):
     worst = max(errors, key=errors.get)
     print(f"{form:9s}: {len(params)} parameter arrays, worst relative error {errors[worst]:.1e} ({worst})")
     assert errors[worst] < 1e-5
+
+
+# %% [markdown]
+# ## 6. Exercises
+#
+# Four backwards to write yourself. Each function below has **one line to fill in**; the solution is in place so that
+# the lecture runs (and its tests pass). To practise, replace the line after `# ---- your line ----` by `return None`
+# (or your own attempt) and run the cell: the checker compares your answer with an independent reference (whitebox's
+# backward, or the closed-form gradient of lecture 2) and says
+#
+# * **exact**: relative error below $10^{-10}$, the right formula;
+# * **close**: below $10^{-3}$: nearly right; a dropped small term (such as LayerNorm's $\epsilon$) lands here;
+# * **wrong**: anything else, including NaN or the wrong shape; **blank** if you returned `None`.
+
+# %%
+def verdict(yours, reference):
+    """'exact', 'close', 'wrong' or 'blank': how ``yours`` compares with ``reference``."""
+    if yours is None:
+        return "blank"
+    yours = np.asarray(yours, dtype=float)
+    if yours.shape != reference.shape or not np.all(np.isfinite(yours)):
+        return "wrong"
+    error = np.linalg.norm(yours - reference) / np.linalg.norm(reference)
+    return "exact" if error < 1e-10 else "close" if error < 1e-3 else "wrong"
+
+
+def check(name, yours, reference):
+    result = verdict(yours, reference)
+    print(f"  {name:28s} {result}")
+    return result
+
+
+# %% [markdown]
+# **Exercise 1 (softmax).** Given the softmax output `p` and the upstream `dp` (both `(..., N)`), return `ds`.
+# *Hint: section 2's collapse.*
+
+# %%
+def exercise_softmax_backward(p, dp):
+    # ---- your line ----
+    return p * (dp - (dp * p).sum(-1, keepdims=True))
+
+
+# %% [markdown]
+# **Exercise 2 (LayerNorm, no affine).** Given `x` `(n, d)` and the upstream `dy`, return `dx` for $y =
+# (x - \mu)/\sqrt{v + \epsilon}$ with $\epsilon$ = `LAYERNORM_EPS`. *Hint: compute $\hat x$ and $r$ first; section 1.*
+
+# %%
+def exercise_layernorm_backward(x, dy, eps=LAYERNORM_EPS):
+    xc = x - x.mean(-1, keepdims=True)
+    r = 1 / np.sqrt((xc**2).mean(-1, keepdims=True) + eps)
+    xhat = xc * r
+    # ---- your line ----
+    return r * (dy - dy.mean(-1, keepdims=True) - xhat * (dy * xhat).mean(-1, keepdims=True))
+
+
+# %% [markdown]
+# **Exercise 3 (ISTA, the dictionary).** For $\text{out} = \operatorname{ReLU}(x + \eta(x - xD^\top)D - \eta\lambda)$
+# and upstream `dout`, return `dD`. *Hint: $D$ appears twice; section 4.*
+
+# %%
+def exercise_ista_dD(x, D, dout, eta, lambd):
+    r = x - x @ D.T
+    g = dout * (x + eta * r @ D - eta * lambd > 0)
+    # ---- your line ----
+    return eta * (r.T @ g - (g @ D.T).T @ x)
+
+
+# %% [markdown]
+# **Exercise 4 (the coding rate).** Return $\nabla_Z R$ for $R(Z) = \tfrac12\log\det(I + \alpha Z^\top Z)$ in code
+# layout (`Z` is `(N, d)`, $\alpha = d/(N\varepsilon^2)$), solving on the $N$ side. *Hint: lecture 2, push-through.*
+
+# %%
+def exercise_rate_gradient(Z, eps):
+    N, d = Z.shape
+    alpha = d / (N * eps**2)
+    # ---- your line ----
+    return alpha * np.linalg.solve(np.eye(N) + alpha * Z @ Z.T, Z)
+
+
+# %% [markdown]
+# The checker, on your answers:
+
+# %%
+x_ex = rng.standard_normal((5, 7))
+dy_ex = rng.standard_normal((5, 7))
+p_ex = softmax_forward(rng.standard_normal((4, 6)))
+dp_ex = rng.standard_normal((4, 6))
+D_ex = rng.uniform(-1, 1, (7, 7)) * np.sqrt(6 / 7)
+Z_ex = rng.standard_normal((12, 7))
+references = {
+    "1 softmax backward": softmax_backward(dp_ex, p_ex),
+    "2 LayerNorm backward": layernorm_backward(dy_ex, layernorm_forward(x_ex, np.ones(7), np.zeros(7))[1])[0],
+    "3 ISTA dD": ista_backward(dy_ex, ista_forward(x_ex, D_ex, 0.1, 0.1)[1])[1],
+    "4 rate gradient": coding_rate_grad(Z_ex, 0.5),
+}
+answers = {
+    "1 softmax backward": exercise_softmax_backward(p_ex, dp_ex),
+    "2 LayerNorm backward": exercise_layernorm_backward(x_ex, dy_ex),
+    "3 ISTA dD": exercise_ista_dD(x_ex, D_ex, dy_ex, 0.1, 0.1),
+    "4 rate gradient": exercise_rate_gradient(Z_ex, 0.5),
+}
+print("your answers:")
+results = {name: check(name, answers[name], references[name]) for name in references}
+
+# %% [markdown]
+# With the solutions in place every verdict is "exact". And the checker can tell the cases apart: the LayerNorm
+# backward without $\epsilon$ is "close" (on these rows of variance about 1, $\epsilon = 10^{-5}$ moves it by about
+# $10^{-5}$), a sign slip is "wrong", a NaN is "wrong", and an empty answer is "blank". One more independent check of
+# the references: exercise 4's against finite differences of `coding_rate`.
+
+# %%
+assert all(result == "exact" for result in results.values()), results
+assert verdict(exercise_layernorm_backward(x_ex, dy_ex, eps=0.0), references["2 LayerNorm backward"]) == "close"
+assert verdict(-answers["1 softmax backward"], references["1 softmax backward"]) == "wrong"
+assert verdict(np.full_like(references["3 ISTA dD"], np.nan), references["3 ISTA dD"]) == "wrong"
+assert verdict(None, references["4 rate gradient"]) == "blank"
+assert grad_errors(lambda Z: coding_rate(Z, 0.5), {"Z": Z_ex}, {"Z": references["4 rate gradient"]})["Z"] < TOL

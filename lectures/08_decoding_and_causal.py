@@ -23,13 +23,17 @@
 # %%
 import numpy as np
 
+from whitebox.compression_step import tied_mssa_step
 from whitebox.gradcheck import vjp_errors
 from whitebox.layers.activations import softmax_forward
 from whitebox.layers.decoder import decoder_layer_forward
 from whitebox.layers.layernorm import layernorm_forward
 from whitebox.layers.mssa import attention_heads_forward, mssa_backward, mssa_forward
 from whitebox.models import crate_lm, crate_mae
+from whitebox.rate import compression_rate
+from _figures import plt, show  # lectures/_figures.py: Agg in scripts, inline in notebooks
 
+FIGURES = []
 rng = np.random.default_rng(0)
 B, N, d, K, p = 1, 10, 12, 3, 4
 W_qkv = rng.standard_normal((K * p, d)) / np.sqrt(d)
@@ -52,7 +56,8 @@ def f(Z):
 #
 # $$X = Z + c f(Z) - c f\big(Z + cf(Z)\big) = Z - c^2\, Df(Z)\,f(Z) + O(c^3),$$
 #
-# so the decoder inverts the encoder **to first order**: halving the step must quarter the error.
+# so the decoder inverts the encoder **to first order**, *provided* it uses the encoder's own $f$ (its weights) and
+# the step is small: halving the step must quarter the error.
 
 # %%
 def round_trip_error(c):
@@ -68,9 +73,52 @@ print(f"step halved: error divided by {ratio:.2f}")
 assert 3.8 < ratio < 4.2
 
 # %% [markdown]
+# **Both conditions matter.** The published encoder takes the full step, $Y = Z + f(Z)$, i.e. $c = 1$; there the
+# "first-order" inverse is no inverse. And a decoder with weights of its own (CRATE-MAE's decoder layers have their
+# own parameters, learned, not copied from the encoder) undoes nothing at initialisation: its error is of the size
+# of the step itself, $c\,\|f(Z)\|/\|Z\|$, at every $c$.
+
+# %%
+W_qkv_other = rng.standard_normal((K * p, d)) / np.sqrt(d)
+W_out_other = rng.standard_normal((d, K * p)) / np.sqrt(K * p)
+
+
+def f_other(Z):
+    """A compression branch with weights of its own (not the encoder's)."""
+    return mssa_forward(layernorm_forward(Z, ones, zeros)[0], W_qkv_other, W_out_other, b_out, heads=K)[0]
+
+
+def round_trip_error_other(c):
+    Y = Z + c * f(Z)
+    return np.linalg.norm(Y - c * f_other(Y) - Z) / np.linalg.norm(Z)
+
+
+steps_c = np.logspace(-2.5, 0, 11)  # up to the model's c = 1
+own = np.array([round_trip_error(c) for c in steps_c])
+other = np.array([round_trip_error_other(c) for c in steps_c])
+step_size = np.array([c * np.linalg.norm(f(Z)) / np.linalg.norm(Z) for c in steps_c])
+print(f"at the model's step c = 1: round-trip error {own[-1]:.0%} with the encoder's own weights, "
+      f"{other[-1]:.0%} with other weights (the step itself is {step_size[-1]:.0%} of |Z|)")
+assert own[-1] > 0.3  # at c = 1 the first-order inverse is far from exact
+assert np.all(other[:-1] > 0.5 * step_size[:-1])  # other weights: an error of the order of the step ...
+assert np.all(other[:4] > 10 * own[:4])  # ... far above the own-weight error at small steps
+
+# %%
+fig, ax = plt.subplots(figsize=(5.5, 3.4))
+ax.loglog(steps_c, own, "o-", label="decoder with the encoder's weights")
+ax.loglog(steps_c, other, "s-", label="decoder with other weights")
+ax.loglog(steps_c, own[0] * (steps_c / steps_c[0]) ** 2, "k--", lw=0.8, label=r"slope 2 ($\propto c^2$)")
+ax.axvline(1.0, color="r", ls=":", label="the model's step $c = 1$")
+ax.set_xlabel("step size $c$")
+ax.set_ylabel(r"$\|\mathrm{dec}(\mathrm{enc}(Z)) - Z\| / \|Z\|$")
+ax.set_title("the decoder inverts the encoder only for small steps and its own weights", fontsize=9)
+ax.legend(fontsize=7)
+show(fig, "08_round_trip.png", FIGURES)
+
+# %% [markdown]
 # The exact inverse solves $Z = Y - c f(Z)$ for $Z$; for small $c$ the map $Z\mapsto Y - cf(Z)$ is a contraction, and
-# iterating it from $Z_0 = Y$ converges. The decoder layer is the **first iterate**; each further one multiplies the
-# error by about $c\cdot\mathrm{Lip}(f)$.
+# iterating it from $Z_0 = Y$ converges. The decoder layer is the **first iterate**; at $c = 0.1$ each further one
+# more than halves the error.
 
 # %%
 c = 0.1
@@ -82,6 +130,23 @@ for _ in range(8):
 print("fixed-point iterates, relative error:", " ".join(f"{e:.1e}" for e in errors))
 assert np.isclose(errors[0], round_trip_error(c))
 assert all(b < 0.5 * a for a, b in zip(errors, errors[1:])) and errors[-1] < 1e-6
+
+# %% [markdown]
+# **The denoising reading.** Lecture 3 showed that a compression step is a denoiser: it lowers $R^c$ by shrinking the
+# tokens' spread off their subspaces. The decoder's step is the same step with the sign flipped, so it does the
+# opposite: it **raises** $R^c$, putting back spread, like the forward (noising) direction of a diffusion model run
+# against the encoder's denoising. Checked with the tied step on tokens near four subspaces:
+
+# %%
+U4 = np.linalg.qr(rng.standard_normal((16, 16)))[0].reshape(16, 4, 4).transpose(1, 0, 2)  # (4, 16, 4)
+member4 = rng.integers(0, 4, size=32)
+Z4 = np.einsum("kdp,np->nkd", U4, rng.standard_normal((32, 4)))[np.arange(32), member4]
+Z4 = (Z4 + 0.1 * rng.standard_normal((32, 16)))[None]  # (1, 32, 16)
+encoded = tied_mssa_step(Z4, U4, 1.0, 2.0)  # a compression (denoising) step
+decoded_step = Z4 - (tied_mssa_step(Z4, U4, 1.0, 2.0) - Z4)  # the same displacement, reversed
+rc = [float(compression_rate(t, U4, 2.0)[0]) for t in (encoded, Z4, decoded_step)]
+print(f"Rc: after the encoder's step {rc[0]:.3f} < at Z {rc[1]:.3f} < after the decoder's step {rc[2]:.3f}")
+assert rc[0] < rc[1] < rc[2]
 
 # %% [markdown]
 # ## 2. Undoing the sparse coding
@@ -221,6 +286,9 @@ print("crate_lm: logits before position t never depend on the token at t")
 
 # %% [markdown]
 # **Summary.** Decoding runs the encoder's optimisation steps backwards: a linear map undoes sparse coding, and
-# subtracting an MSSA step undoes compression to first order in the step size. Masking and causality are both
+# subtracting an MSSA step undoes compression to first order in the step size, if it uses the encoder's own weights
+# and the step is small; at the published model's full step it is far from an inverse, and a decoder with its own
+# learned weights inverts nothing until trained. Read as denoising, the decoder's step adds back the spread the
+# encoder's step removed. Masking and causality are both
 # statements about which keys enter each softmax, and both are checked above on the layers and on a whole causal
 # model.

@@ -2,7 +2,7 @@
 
 Each lecture runs in a fresh temporary working directory with ``WHITEBOX_LECTURE_OUT`` pointing
 there; the figures it lists in its ``FIGURES`` global must exist, lie in that folder and be
-non-empty.
+non-empty. ``lectures/_figures.py`` is the lectures' shared figure helper, not a lecture.
 """
 
 import runpy
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LECTURES = sorted((ROOT / "lectures").glob("*.py"))
+LECTURES = sorted((ROOT / "lectures").glob("[0-9]*.py"))
 
 
 def test_there_are_lectures():
@@ -21,6 +21,7 @@ def test_there_are_lectures():
 @pytest.mark.parametrize("lecture", LECTURES, ids=[p.stem for p in LECTURES])
 def test_lecture_runs(lecture, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.syspath_prepend(str(ROOT / "lectures"))  # as `python lectures/NN_*.py` would, for _figures
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WHITEBOX_LECTURE_OUT", str(tmp_path))
     monkeypatch.setenv("MPLBACKEND", "Agg")
