@@ -184,7 +184,8 @@ print(f"CRATE layer, N = 197, d = 768: d side {flops(197, 768) / 1e6:.0f} MFLOP,
 t_d_side = best_time(lambda: half_logdet_identity_plus(Zc.T @ Zc, a))
 t_N_side = best_time(lambda: half_logdet_identity_plus(Zc @ Zc.T, a))
 print(f"  timed: d side {t_d_side * 1e3:.2f} ms, N side {t_N_side * 1e3:.2f} ms")
-assert t_N_side < t_d_side  # the N = 197 side is the cheap one, as counted
+assert flops(768, 197) < flops(197, 768) / 2  # the N = 197 side is the cheap one, as counted
+# (the times are printed, not asserted: a timing depends on the machine and its load)
 
 N, d = 400, 16
 Zt = rng.standard_normal((N, d))
@@ -196,7 +197,7 @@ t_small = best_time(lambda: half_logdet_identity_plus(Zt.T @ Zt, a))
 t_large = best_time(lambda: half_logdet_identity_plus(Zt @ Zt.T, a))
 print(f"d side: {t_small * 1e3:.3f} ms   N side: {t_large * 1e3:.3f} ms")
 assert np.isclose(half_logdet_identity_plus(Zt.T @ Zt, a), half_logdet_identity_plus(Zt @ Zt.T, a), rtol=1e-10)
-assert t_small < t_large  # the counted flop gap shows up in the time
+assert flops_large > 10 * flops_small  # the d side is the cheap one here (times printed above, not asserted)
 
 # %% [markdown]
 # ## 4. The compression term: coding against a union of subspaces

@@ -159,7 +159,7 @@ t_three = best_time(lambda: np.maximum(x_big + eta * (x_big @ D_big - (x_big @ D
 t_two = best_time(lambda: ista_forward(x_big, D_big, eta, lambd))
 print(f"three matmuls {t_three * 1e3:.2f} ms, two matmuls (whitebox) {t_two * 1e3:.2f} ms: ratio {t_two / t_three:.2f}"
       f" (flop ratio 2/3)")
-assert t_two < t_three
+# (the times are printed, not asserted: a timing depends on the machine and its load)
 
 # %% [markdown]
 # **Why this is an MLP.** Everything inside the ReLU is linear in $z$: $z + \eta D^\top(z - Dz) = Mz$ with $M = I +
