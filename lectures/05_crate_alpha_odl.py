@@ -195,7 +195,7 @@ images = rng.standard_normal((2, 1, 28, 28))
 for name, cfg in variants.items():
     params = crate_alpha.init(cfg, seed=0, dtype=np.float64)
     logits, cache = crate_alpha.forward(params, images, cfg, keep_features=True)
-    codes = crate_alpha.layer_features(cache)["outputs"][0]
+    codes = crate_alpha.layer_features(cache)["codes"][0]
     sparsity = float((codes == 0).mean())
     print(f"{name:8s} logits {logits.shape}, layer-0 codes {codes.shape}, fraction of zero codes {sparsity:.2f}")
     assert logits.shape == (2, 10) and np.all(np.isfinite(logits))
