@@ -12,7 +12,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ..backend import get_xp
+from ..backend import TRAIN_DTYPE, get_xp
 
 
 class Param(NamedTuple):
@@ -86,3 +86,23 @@ def draw(described: dict, seed: int, *, dtype, device: str | None = None) -> dic
     host = {name: p.init(rng, p.shape) for name, p in described.items()}
     xp = get_xp(device)
     return {name: xp.asarray(value, dtype=dtype) for name, value in host.items()}
+
+
+def model_parameters(describe: Callable):
+    """A model's ``shapes``, ``num_params`` and ``init``, all three derived from ``describe(cfg)``
+    (name -> Param, in the order the parameters are drawn)."""
+
+    def shapes(cfg) -> dict:
+        """Every parameter's shape, computed from the config without allocating."""
+        return shapes_of(describe(cfg))
+
+    def num_params(cfg) -> int:
+        """The number of scalar parameters."""
+        return count(describe(cfg))
+
+    def init(cfg, seed: int = 0, *, dtype=TRAIN_DTYPE, device: str | None = None) -> dict:
+        """Parameters drawn on the host from ``seed`` in the order and with the initialisers of the
+        model's description (its ``describe`` docstring), then moved to ``device`` as ``dtype``."""
+        return draw(describe(cfg), seed, dtype=dtype, device=device)
+
+    return shapes, num_params, init

@@ -24,11 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..backend import TRAIN_DTYPE
 from ..blocks import crate_layer, head, stack
 from ..blocks.attention import MSSA_FORMS, AttentionSpec
 from ..blocks.crate_layer import CrateLayerSpec
-from ..blocks.params import Param, count, draw, layernorm, linear_default, local, normal, prefixed, shapes_of
+from ..blocks.params import Param, layernorm, linear_default, local, model_parameters, normal, prefixed
 from ..layers.embedding import (
     ClsCache,
     PatchEmbedCache,
@@ -98,8 +97,12 @@ crate_large = _preset(1024, 24, 16, 64)
 PRESETS = {"tiny": crate_tiny, "small": crate_small, "base": crate_base, "large": crate_large}
 
 
-def _described(cfg: Config) -> dict:
-    """name -> Param, in the order ``init`` draws them (the published code's)."""
+def describe(cfg: Config) -> dict:
+    """name -> Param, in the order ``init`` draws them (the published code's).
+
+    Linear layers: PyTorch's default; ISTA dictionaries: kaiming-uniform (bound √(6/d));
+    cls token and position embedding: N(0, 1); LayerNorms: ones and zeros.
+    """
     d, P = cfg.dim, cfg.patch_dim
     embed = {**layernorm(P, "norm_in."), "proj.weight": Param((d, P), linear_default(P)),
              "proj.bias": Param((d,), linear_default(P)), **layernorm(d, "norm_out.")}
@@ -112,23 +115,7 @@ def _described(cfg: Config) -> dict:
     }
 
 
-def shapes(cfg: Config) -> dict:
-    """Every parameter's shape, computed from the config without allocating."""
-    return shapes_of(_described(cfg))
-
-
-def num_params(cfg: Config) -> int:
-    """The number of scalar parameters, from :func:`shapes`."""
-    return count(_described(cfg))
-
-
-def init(cfg: Config, seed: int = 0, *, dtype=TRAIN_DTYPE, device: str | None = None) -> dict:
-    """Parameters initialised as the published code does, drawn on the host from ``seed``.
-
-    Linear layers: PyTorch's default; ISTA dictionaries: kaiming-uniform (bound √(6/d));
-    cls token and position embedding: N(0, 1); LayerNorms: ones and zeros.
-    """
-    return draw(_described(cfg), seed, dtype=dtype, device=device)
+shapes, num_params, init = model_parameters(describe)
 
 
 EMBED_NAMES = ("norm_in.weight", "norm_in.bias", "proj.weight", "proj.bias", "norm_out.weight", "norm_out.bias")

@@ -50,11 +50,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..backend import TRAIN_DTYPE
 from ..blocks import crate_alpha_layer, head, stack
 from ..blocks.attention import AttentionSpec
 from ..blocks.crate_alpha_layer import CrateAlphaLayerSpec
-from ..blocks.params import Param, count, draw, linear_default, normal, shapes_of
+from ..blocks.params import Param, linear_default, model_parameters, normal
 from ..layers.embedding import (
     ClsCache,
     ConvEmbedCache,
@@ -169,8 +168,13 @@ def ablation_configs(base_cfg: Config) -> dict:
     }
 
 
-def _described(cfg: Config) -> dict:
-    """name -> Param, in the order ``init`` draws them (the port's)."""
+def describe(cfg: Config) -> dict:
+    """name -> Param, in the order ``init`` draws them (the published PyTorch port's).
+
+    Conv: ``Conv2d``'s default (weight and bias ``U(±1/√(C p²))``); linear layers: PyTorch's
+    default; ``D``, ``D1``: ``kaiming_uniform_`` of a (d, Cd) tensor, fan_in = Cd; cls token and
+    position embedding: N(0, 1); LayerNorms: ones and zeros.
+    """
     d, P = cfg.dim, cfg.patch_size
     fan_in = cfg.channels * P * P
     return {
@@ -183,24 +187,7 @@ def _described(cfg: Config) -> dict:
     }
 
 
-def shapes(cfg: Config) -> dict:
-    """Every parameter's shape, computed from the config without allocating."""
-    return shapes_of(_described(cfg))
-
-
-def num_params(cfg: Config) -> int:
-    """The number of scalar parameters, from :func:`shapes`."""
-    return count(_described(cfg))
-
-
-def init(cfg: Config, seed: int = 0, *, dtype=TRAIN_DTYPE, device: str | None = None) -> dict:
-    """Parameters initialised as the published PyTorch port does, drawn on the host from ``seed``.
-
-    Conv: ``Conv2d``'s default (weight and bias ``U(±1/√(C p²))``); linear layers: PyTorch's
-    default; ``D``, ``D1``: ``kaiming_uniform_`` of a (d, Cd) tensor, fan_in = Cd; cls token and
-    position embedding: N(0, 1); LayerNorms: ones and zeros.
-    """
-    return draw(_described(cfg), seed, dtype=dtype, device=device)
+shapes, num_params, init = model_parameters(describe)
 
 
 class CrateAlphaCache(NamedTuple):

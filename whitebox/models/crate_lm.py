@@ -49,11 +49,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import TRAIN_DTYPE, array_module, to_host
+from ..backend import array_module, to_host
 from ..blocks import causal_layer, stack
 from ..blocks.attention import AttentionSpec
 from ..blocks.causal_layer import SPARSE_BLOCKS, CausalLayerSpec
-from ..blocks.params import Param, count, draw, layernorm, normal, shapes_of
+from ..blocks.params import Param, layernorm, model_parameters, normal
 from ..layers.embedding import (
     TokenEmbedCache,
     tied_head_backward,
@@ -117,8 +117,8 @@ def char_small(**overrides) -> Config:
 PRESETS = {"char-small": char_small}
 
 
-def _described(cfg: Config) -> dict:
-    """name -> Param in the order ``init`` draws them."""
+def describe(cfg: Config) -> dict:
+    """name -> Param in the order ``init`` draws them (see the module docstring)."""
     d = cfg.dim
     return {
         "tok_embedding": Param((cfg.vocab_size, d), normal(EMBED_INIT_STD)),
@@ -128,18 +128,7 @@ def _described(cfg: Config) -> dict:
     }
 
 
-def shapes(cfg: Config) -> dict:
-    """Every parameter's shape, from the config."""
-    return shapes_of(_described(cfg))
-
-
-def num_params(cfg: Config) -> int:
-    return count(_described(cfg))
-
-
-def init(cfg: Config, seed: int = 0, *, dtype=TRAIN_DTYPE, device: str | None = None) -> dict:
-    """Parameters drawn on the host from ``seed`` (see the module docstring)."""
-    return draw(_described(cfg), seed, dtype=dtype, device=device)
+shapes, num_params, init = model_parameters(describe)
 
 
 def layer_subspaces(params: dict, layer: int, cfg: Config):

@@ -50,12 +50,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import TRAIN_DTYPE, array_module
+from ..backend import array_module
 from ..blocks import crate_layer, decoder_layer, stack
 from ..blocks.attention import AttentionSpec
 from ..blocks.crate_layer import CrateLayerSpec
 from ..blocks.decoder_layer import DecoderLayerSpec
-from ..blocks.params import Param, count, draw, layernorm, normal, shapes_of, xavier_uniform, zeros
+from ..blocks.params import Param, layernorm, model_parameters, normal, xavier_uniform, zeros
 from ..layers.embedding import (
     ClsCache,
     ConvEmbedCache,
@@ -245,8 +245,9 @@ def _check_mask(mask: Mask, cfg: Config, batch: int, xp) -> Mask:
 # parameters
 
 
-def _described(cfg: Config) -> dict:
-    """name -> Param in the order ``init`` draws them (the position embeddings are fixed, not parameters)."""
+def describe(cfg: Config) -> dict:
+    """name -> Param in the order ``init`` draws them (MAE's initialisation, see the module docstring;
+    the position embeddings are fixed, not parameters)."""
     d, D, P, C, p = cfg.dim, cfg.decoder_dim, cfg.patch_dim, cfg.channels, cfg.patch_size
     tokens = normal(TOKEN_INIT_STD)
     out = {"embed.weight": Param((d, C, p, p), xavier_uniform(P, d)),  # MAE: the conv weight viewed as (d, C p p)
@@ -263,18 +264,7 @@ def _described(cfg: Config) -> dict:
     return out
 
 
-def shapes(cfg: Config) -> dict:
-    """Every parameter's shape, from the config."""
-    return shapes_of(_described(cfg))
-
-
-def num_params(cfg: Config) -> int:
-    return count(_described(cfg))
-
-
-def init(cfg: Config, seed: int = 0, *, dtype=TRAIN_DTYPE, device: str | None = None) -> dict:
-    """Parameters drawn on the host from ``seed`` (MAE's initialisation, see the module docstring)."""
-    return draw(_described(cfg), seed, dtype=dtype, device=device)
+shapes, num_params, init = model_parameters(describe)
 
 
 def layer_subspaces(params: dict, layer: int, cfg: Config):
