@@ -22,15 +22,11 @@ Public surface::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
-
 from ..blocks import crate_layer, head, stack
 from ..blocks.attention import MSSA_FORMS, AttentionSpec
 from ..blocks.crate_layer import CrateLayerSpec
 from ..blocks.params import Param, layernorm, linear_default, local, model_parameters, normal, prefixed
 from ..layers.embedding import (
-    ClsCache,
-    PatchEmbedCache,
     patch_embed_backward,
     patch_embed_forward,
     prepend_cls_backward,
@@ -39,7 +35,13 @@ from ..layers.embedding import (
 from ..layers.mssa import subspaces
 from ..layers.pooling import POOLS
 from .checks import check_images, check_params
-from .common import HEAD_TORCH_NAMES, attention_torch_names, params_from_state_dict, state_dict_from_params
+from .common import (
+    HEAD_TORCH_NAMES,
+    ClassifierCache,
+    attention_torch_names,
+    params_from_state_dict,
+    state_dict_from_params,
+)
 from .config import ImageConfig
 
 
@@ -97,17 +99,22 @@ crate_large = _preset(1024, 24, 16, 64)
 PRESETS = {"tiny": crate_tiny, "small": crate_small, "base": crate_base, "large": crate_large}
 
 
+def _embed_described(cfg: Config) -> dict:
+    """The patch embedding's parameters under its local names (:func:`whitebox.layers.embedding.patch_embed_forward`)."""
+    d, P = cfg.dim, cfg.patch_dim
+    return {**layernorm(P, "norm_in."), "proj.weight": Param((d, P), linear_default(P)),
+            "proj.bias": Param((d,), linear_default(P)), **layernorm(d, "norm_out.")}
+
+
 def describe(cfg: Config) -> dict:
     """name -> Param, in the order ``init`` draws them (the published code's).
 
     Linear layers: PyTorch's default; ISTA dictionaries: kaiming-uniform (bound √(6/d));
     cls token and position embedding: N(0, 1); LayerNorms: ones and zeros.
     """
-    d, P = cfg.dim, cfg.patch_dim
-    embed = {**layernorm(P, "norm_in."), "proj.weight": Param((d, P), linear_default(P)),
-             "proj.bias": Param((d,), linear_default(P)), **layernorm(d, "norm_out.")}
+    d = cfg.dim
     return {
-        **prefixed("embed.", embed),
+        **prefixed("embed.", _embed_described(cfg)),
         "cls_token": Param((1, 1, d), normal()),
         "pos_embedding": Param((1, cfg.num_tokens, d), normal()),
         **stack.shapes(crate_layer, layer_spec(cfg), cfg.depth),
@@ -118,22 +125,6 @@ def describe(cfg: Config) -> dict:
 shapes, num_params, init = model_parameters(describe)
 
 
-EMBED_NAMES = ("norm_in.weight", "norm_in.bias", "proj.weight", "proj.bias", "norm_out.weight", "norm_out.bias")
-
-
-class CrateCache(NamedTuple):
-    cfg: Config
-    embed: PatchEmbedCache
-    cls: ClsCache
-    stack: stack.StackCache
-    head: head.HeadCache
-
-    @property
-    def layers(self) -> list:
-        """The per-layer caches (:class:`whitebox.blocks.crate_layer.CrateLayerCache`)."""
-        return self.stack.layers
-
-
 def forward(params: dict, images, cfg: Config, *, keep_features: bool = False):
     """Logits (B, classes) and the cache for :func:`backward`. images (B, C, H, W), float.
 
@@ -141,14 +132,14 @@ def forward(params: dict, images, cfg: Config, *, keep_features: bool = False):
     """
     check_images(images, cfg)
     check_params(params, shapes(cfg), images)
-    z, embed = patch_embed_forward(images, local(params, "embed.", EMBED_NAMES), cfg.patch_size)  # (B, n, d)
+    z, embed = patch_embed_forward(images, local(params, "embed.", _embed_described(cfg)), cfg.patch_size)  # (B, n, d)
     z, cls = prepend_cls_forward(z, params["cls_token"], params["pos_embedding"])  # (B, N, d)
     z, layers = stack.forward(z, params, crate_layer, layer_spec(cfg), cfg.depth, keep=keep_features)
     logits, head_cache = head.forward(z, params, cfg.pool)  # (B, classes)
-    return logits, CrateCache(cfg, embed, cls, layers, head_cache)
+    return logits, ClassifierCache(cfg, embed, cls, layers, head_cache)
 
 
-def backward(dlogits, cache: CrateCache) -> dict:
+def backward(dlogits, cache: ClassifierCache) -> dict:
     """Gradients of every parameter (same keys and shapes as ``params``) for ``dlogits`` (B, classes)."""
     dz, grads = head.backward(dlogits, cache.head)  # (B, N, d)
     dz, layer_grads = stack.backward(dz, cache.stack)
@@ -159,7 +150,7 @@ def backward(dlogits, cache: CrateCache) -> dict:
     return grads
 
 
-def layer_features(cache: CrateCache) -> dict:
+def layer_features(cache: ClassifierCache) -> dict:
     """Per-layer measurements kept by ``forward(..., keep_features=True)``: the keys of
     :func:`whitebox.blocks.stack.layer_features` (for CRATE ``codes`` and ``outputs`` coincide)."""
     return stack.layer_features(cache.stack)

@@ -48,15 +48,11 @@ Public surface (as :mod:`whitebox.models.crate`)::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
-
 from ..blocks import crate_alpha_layer, head, stack
 from ..blocks.attention import AttentionSpec
 from ..blocks.crate_alpha_layer import CrateAlphaLayerSpec
 from ..blocks.params import Param, linear_default, model_parameters, normal
 from ..layers.embedding import (
-    ClsCache,
-    ConvEmbedCache,
     conv_patch_embed_backward,
     conv_patch_embed_forward,
     prepend_cls_backward,
@@ -65,7 +61,13 @@ from ..layers.embedding import (
 from ..layers.mssa import subspaces
 from ..layers.pooling import POOLS
 from .checks import check_images, check_params
-from .common import HEAD_TORCH_NAMES, attention_torch_names, params_from_state_dict, state_dict_from_params
+from .common import (
+    HEAD_TORCH_NAMES,
+    ClassifierCache,
+    attention_torch_names,
+    params_from_state_dict,
+    state_dict_from_params,
+)
 from .config import ImageConfig
 
 ISTA_STARTS = ("zero", "input")
@@ -190,19 +192,6 @@ def describe(cfg: Config) -> dict:
 shapes, num_params, init = model_parameters(describe)
 
 
-class CrateAlphaCache(NamedTuple):
-    cfg: Config
-    embed: ConvEmbedCache
-    cls: ClsCache
-    stack: stack.StackCache
-    head: head.HeadCache
-
-    @property
-    def layers(self) -> list:
-        """The per-layer caches (:class:`whitebox.blocks.crate_alpha_layer.CrateAlphaLayerCache`)."""
-        return self.stack.layers
-
-
 def forward(params: dict, images, cfg: Config, *, keep_features: bool = False):
     """Logits (B, classes) and the cache for :func:`backward`. images (B, C, H, W), float.
 
@@ -215,10 +204,10 @@ def forward(params: dict, images, cfg: Config, *, keep_features: bool = False):
     z, cls = prepend_cls_forward(z, params["cls_token"], params["pos_embedding"])  # (B, N, d)
     z, layers = stack.forward(z, params, crate_alpha_layer, layer_spec(cfg), cfg.depth, keep=keep_features)
     logits, head_cache = head.forward(z, params, cfg.pool)  # (B, classes)
-    return logits, CrateAlphaCache(cfg, embed, cls, layers, head_cache)
+    return logits, ClassifierCache(cfg, embed, cls, layers, head_cache)
 
 
-def backward(dlogits, cache: CrateAlphaCache) -> dict:
+def backward(dlogits, cache: ClassifierCache) -> dict:
     """Gradients of every parameter (same keys and shapes as ``params``) for ``dlogits`` (B, classes)."""
     dz, grads = head.backward(dlogits, cache.head)  # (B, N, d)
     dz, layer_grads = stack.backward(dz, cache.stack)
@@ -228,7 +217,7 @@ def backward(dlogits, cache: CrateAlphaCache) -> dict:
     return grads
 
 
-def layer_features(cache: CrateAlphaCache) -> dict:
+def layer_features(cache: ClassifierCache) -> dict:
     """Per-layer measurements kept by ``forward(..., keep_features=True)``: the keys of
     :func:`whitebox.blocks.stack.layer_features`. ``codes`` are ODL's ``A_T`` (B, N, Cd), the
     quantity whose sparsity the papers measure; ``outputs`` are the next layer's tokens Z^{ℓ+1}."""
