@@ -132,9 +132,10 @@ def token_embed_backward(dz, cache: TokenEmbedCache):
     xp = array_module(dz)
     tokens, V, block_size = cache
     B, T, d = dz.shape
-    # forward: z = E[tokens] + pos[:T]
-    dE = xp.zeros((V, d), dtype=dz.dtype)
-    xp.add.at(dE, tokens.reshape(-1), dz.reshape(-1, d))  # scatter-add: repeated ids accumulate
+    # forward: z = E[tokens] + pos[:T]; the scatter-add dE[v] = Σ_{positions holding v} dz, written as
+    # one product with the one-hot matrix of the ids (a single BLAS call, the same on NumPy and CuPy)
+    onehot = (tokens.reshape(-1)[:, None] == xp.arange(V)).astype(dz.dtype)  # (B T, V)
+    dE = onehot.T @ dz.reshape(-1, d)  # (V, d)
     dpos = xp.zeros((block_size, d), dtype=dz.dtype)
     dpos[:T] = dz.sum(axis=0)
     return dE, dpos

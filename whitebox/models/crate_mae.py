@@ -2,7 +2,7 @@
 
 Pai et al., "Masked Completion via Structured Diffusion with White-Box Transformers" (ICLR 2024):
 the encoder layers compress and sparsify the tokens of the visible patches; the decoder layers
-(:mod:`whitebox.layers.decoder`) run the same two steps backwards, and a linear head turns every
+(:mod:`whitebox.blocks.decoder_layer`) run the same two steps backwards, and a linear head turns every
 token back into pixels. The training signal is MAE's: hide most patches, predict their pixels.
 
 Forward, for images (B, C, H, W) and a mask that keeps ``k`` of the ``n`` patches of each image::
