@@ -8,24 +8,9 @@ from whitebox.models import crate_lm
 SMALL = crate_lm.Config(vocab_size=7, block_size=6, dim=8, depth=2, heads=2, dim_head=3)
 
 
-def perturbed_params(cfg, seed=1):
-    """float64 parameters with LayerNorm affines and biases moved off their init, and embeddings
-    large enough that the sparse codes are not all zero."""
-    rng = np.random.default_rng(seed)
-    params = crate_lm.init(cfg, seed=seed, dtype=np.float64)
-    for k in params:
-        if "norm." in k:
-            params[k] = params[k] + 0.3 * rng.standard_normal(params[k].shape)
-        if k.endswith("bias"):
-            params[k] = params[k] + 0.1 * rng.standard_normal(params[k].shape)
-    params["tok_embedding"] *= 30
-    params["pos_embedding"] *= 30
-    return params
-
-
-def test_output_at_t_does_not_depend_on_later_tokens():
+def test_output_at_t_does_not_depend_on_later_tokens(perturbed):
     cfg = SMALL.replace(block_size=10)
-    params = perturbed_params(cfg)
+    params = perturbed(crate_lm.init(cfg, seed=1, dtype=np.float64), np.random.default_rng(1))
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, cfg.vocab_size, (2, 10))
     base, _ = crate_lm.forward(params, tokens, cfg)
@@ -41,10 +26,10 @@ def test_output_at_t_does_not_depend_on_later_tokens():
     np.testing.assert_allclose(crate_lm.forward(params, tokens[:, :4], cfg)[0], base[:, :4], atol=1e-12)
 
 
-def test_forward_matches_the_layer_equations():
+def test_forward_matches_the_layer_equations(perturbed):
     """Recompute one forward from REFERENCE §7 with plain NumPy (tied overcomplete ISTA, tied head)."""
     cfg = SMALL
-    params = perturbed_params(cfg)
+    params = perturbed(crate_lm.init(cfg, seed=1, dtype=np.float64), np.random.default_rng(1))
     tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 5))
 
     def ln(x, w, b):
@@ -89,9 +74,9 @@ def greedy_reference(params, cfg, prompt, n):
     return np.asarray(ids[len(prompt):])
 
 
-def test_sampling_is_seeded_and_top_k_1_is_greedy():
+def test_sampling_is_seeded_and_top_k_1_is_greedy(perturbed):
     cfg = SMALL
-    params = perturbed_params(cfg)
+    params = perturbed(crate_lm.init(cfg, seed=1, dtype=np.float64), np.random.default_rng(1))
     a = crate_lm.sample(params, cfg, [1, 2], 12, temperature=1.5, seed=3)
     b = crate_lm.sample(params, cfg, [1, 2], 12, temperature=1.5, seed=3)
     c = crate_lm.sample(params, cfg, [1, 2], 12, temperature=1.5, seed=4)
@@ -114,11 +99,11 @@ def test_next_token_distribution_top_k_and_temperature():
     assert cold[1] > p[1] and cold.sum() == pytest.approx(1)
 
 
-def test_sampling_with_a_tokenizer():
+def test_sampling_with_a_tokenizer(perturbed):
     from whitebox.data.text import CharTokenizer
 
     tok = CharTokenizer.from_text("abcdefg")
-    params = perturbed_params(SMALL)
+    params = perturbed(crate_lm.init(SMALL, seed=1, dtype=np.float64), np.random.default_rng(1))
     text = crate_lm.sample(params, SMALL, "abc", 8, top_k=3, seed=0, tokenizer=tok)
     assert isinstance(text, str) and len(text) == 8 and set(text) <= set("abcdefg")
     with pytest.raises(ValueError, match="tokenizer"):
