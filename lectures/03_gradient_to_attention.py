@@ -36,7 +36,7 @@ import numpy as np
 from whitebox.compression_step import gradient_step, neumann_step, stack_subspaces, step_size_beta, tied_mssa_step
 from whitebox.layers.activations import softmax_forward
 from whitebox.layers.layernorm import layernorm_forward
-from whitebox.layers.mssa import mssa_forward, subspaces
+from whitebox.layers.mssa import mssa_forward, mssa_tied_forward, subspaces
 from whitebox.rate import compression_rate, compression_rate_grad
 from _figures import plt, show  # lectures/_figures.py: Agg in scripts, inline in notebooks
 
@@ -247,14 +247,14 @@ assert np.linalg.norm(p_bar) > 0.1 * np.linalg.norm(P0) / np.sqrt(N)  # our toke
 # $$Z^+ = (1-\kappa\beta)\,Z + \kappa\beta\,\underbrace{\sum_k \operatorname{softmax}(P_kP_k^\top)\,P_k\,U_k^\top}_{\mathrm{MSSA}(Z\mid U_{[K]})} .$$
 #
 # whitebox computes it as attention with one shared projection $W_{qkv} = [U_1\cdots U_K]^\top$:
-# `compression_step.tied_mssa_step`, the same as the tied form of `layers.mssa.mssa_forward` used as a residual
+# `compression_step.tied_mssa_step`, the same as the tied form of MSSA, `layers.mssa.mssa_tied_forward`, used as a residual
 # branch. All three agree with the formula written out by hand:
 
 # %%
 by_hand = (1 - c) * Z[0] + c * sum(softmax_forward(P[k] @ P[k].T) @ P[k] @ U[k].T for k in range(K))
 tied = tied_mssa_step(Z, U, kappa, eps, scale=1.0)
 W_qkv = stack_subspaces(U)  # (K p, d)
-branch, _ = mssa_forward(Z, W_qkv, heads=K, scale=1.0, tied_scale=c)
+branch, _ = mssa_tied_forward(Z, W_qkv, c, heads=K, scale=1.0)
 assert np.allclose(subspaces(W_qkv, K), U)  # the shared projection stores exactly the bases
 assert np.allclose(tied[0], by_hand, rtol=1e-12, atol=1e-12)
 assert np.allclose(Z + branch, tied, rtol=1e-12, atol=1e-12)

@@ -276,7 +276,7 @@ for name, cfg in variants.items():
     block = codes @ decoder.T if cfg.decode else codes
     next_input = mid + block if cfg.residual else block
     print(f"{name:8s} layer-0 codes {codes.shape}, fraction of zero codes {(codes == 0).mean():.2f}")
-    assert np.allclose(feats["outputs"][0], codes, atol=1e-12)
+    assert np.allclose(feats["codes"][0], codes, atol=1e-12)
     assert np.allclose(feats["inputs"][1], next_input, atol=1e-12)
 
 # %% [markdown]

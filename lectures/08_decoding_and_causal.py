@@ -26,7 +26,9 @@ import numpy as np
 from whitebox.compression_step import tied_mssa_step
 from whitebox.gradcheck import vjp_errors
 from whitebox.layers.activations import softmax_forward
-from whitebox.layers.decoder import decoder_layer_forward
+from whitebox.blocks import decoder_layer
+from whitebox.blocks.attention import AttentionSpec
+from whitebox.blocks.decoder_layer import DecoderLayerSpec
 from whitebox.layers.layernorm import layernorm_forward
 from whitebox.layers.mssa import attention_heads_forward, mssa_backward, mssa_forward
 from whitebox.models import crate_lm, crate_mae
@@ -182,7 +184,7 @@ print(f"decoded with D: relative error {np.linalg.norm(decoded - z) / np.linalg.
 #
 # $$Y = \mathrm{LN}(X)\,W^\top, \qquad X^+ = Y - \mathrm{MSSA}(\mathrm{LN}(Y)).$$
 #
-# `whitebox.layers.decoder.decoder_layer_forward` is exactly this:
+# The block `whitebox.blocks.decoder_layer` is exactly this:
 
 # %%
 params = {
@@ -194,7 +196,8 @@ params = {
 Yd = layernorm_forward(Z, params["linear_norm.weight"], params["linear_norm.bias"])[0] @ params["linear.weight"].T
 by_hand = Yd - mssa_forward(layernorm_forward(Yd, params["attn_norm.weight"], params["attn_norm.bias"])[0],
                             W_qkv, W_out, b_out, heads=K)[0]
-assert np.allclose(decoder_layer_forward(Z, params, heads=K)[0], by_hand, atol=1e-12)
+spec = DecoderLayerSpec(AttentionSpec(dim=d, heads=K, dim_head=p))
+assert np.allclose(decoder_layer.forward(Z, params, spec)[0], by_hand, atol=1e-12)
 
 # %% [markdown]
 # ## 4. Masking: attending to the visible tokens only

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from whitebox.compression_step import gradient_step, neumann_step, stack_subspaces, step_size_beta, tied_mssa_step
-from whitebox.layers.mssa import mssa_forward, subspaces
+from whitebox.layers.mssa import mssa_tied_forward, subspaces
 from whitebox.rate import compression_rate
 
 seeds = st.integers(0, 2**32 - 1)
@@ -54,5 +54,5 @@ def test_tied_step_is_the_tied_mssa_layer_plus_its_input(seed, scale):
     c = kappa * step_size_beta(Z, U, eps)
     W_qkv = stack_subspaces(U)
     np.testing.assert_array_equal(subspaces(W_qkv, U.shape[0]), U)
-    branch, _ = mssa_forward(Z, W_qkv, heads=U.shape[0], scale=scale, tied_scale=c)
+    branch, _ = mssa_tied_forward(Z, W_qkv, c, heads=U.shape[0], scale=scale)
     np.testing.assert_allclose(tied_mssa_step(Z, U, kappa, eps, scale), Z + branch, atol=1e-12)

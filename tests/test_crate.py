@@ -3,48 +3,9 @@
 import numpy as np
 import pytest
 
-from whitebox.gradcheck import entry_errors, grad_errors
 from whitebox.models import crate
 
 SMALL = crate.Config(image_size=8, patch_size=4, channels=2, num_classes=3, dim=6, depth=2, heads=2, dim_head=3)
-
-
-def ista_margin(cache):
-    """The smallest |pre-activation| of any ISTA unit: finite differences need it away from 0."""
-    margins = []
-    for layer in cache.layers:
-        x, r, D, _, step = layer.ista
-        pre = x + step * (r @ D) - step * cache.cfg.ista_lambd
-        margins.append(np.abs(pre).min())
-    return min(margins)
-
-
-@pytest.mark.parametrize(
-    "cfg",
-    [SMALL, SMALL.replace(pool="mean"), SMALL.replace(mssa="tied"), SMALL.replace(heads=1, dim_head=6)],
-    ids=["published-cls", "published-mean", "tied", "no-out-projection"],
-)
-def test_whole_model_gradient_of_every_parameter(cfg):
-    rng = np.random.default_rng(1)
-    params = crate.init(cfg, seed=3, dtype=np.float64)
-    # random LayerNorm affines, so their gradients are exercised away from the (1, 0) init
-    for k in params:
-        if k.endswith("norm.weight") or "_norm." in k or k.startswith("embed.norm"):
-            params[k] = params[k] + 0.3 * rng.standard_normal(params[k].shape)
-    images = rng.standard_normal((3, cfg.channels, cfg.image_size, cfg.image_size))
-    dlogits = rng.standard_normal((3, cfg.num_classes))
-    logits, cache = crate.forward(params, images, cfg)
-    assert ista_margin(cache) > 1e-4
-    grads = crate.backward(dlogits, cache)
-    assert set(grads) == set(params)
-
-    def loss(**p):
-        return float(np.vdot(dlogits, crate.forward(p, images, cfg)[0]))
-
-    errors = grad_errors(loss, params, grads, directions=2)
-    errors_entries = entry_errors(loss, params, grads, entries=2)
-    worst = max(max(errors.values()), max(errors_entries.values()))
-    assert worst < 1e-6, {k: v for k, v in {**errors}.items() if v > 1e-7}
 
 
 def test_forward_matches_the_layer_equations():
@@ -79,28 +40,6 @@ def test_forward_matches_the_layer_equations():
     np.testing.assert_allclose(crate.forward(params, images, cfg)[0], expected, atol=1e-12)
 
 
-def test_float32_agrees_with_float64():
-    cfg = SMALL.replace(depth=3)
-    p64 = crate.init(cfg, seed=0, dtype=np.float64)
-    p32 = crate.init(cfg, seed=0, dtype=np.float32)
-    images = np.random.default_rng(0).standard_normal((4, 2, 8, 8))
-    l64, c64 = crate.forward(p64, images, cfg)
-    l32, c32 = crate.forward(p32, images.astype(np.float32), cfg)
-    assert l32.dtype == np.float32
-    np.testing.assert_allclose(l32, l64, rtol=1e-4, atol=1e-5)
-    d = np.random.default_rng(1).standard_normal(l64.shape)
-    g64, g32 = crate.backward(d, c64), crate.backward(d.astype(np.float32), c32)
-    for k in g64:
-        assert g32[k].dtype == np.float32, k
-        np.testing.assert_allclose(g32[k], g64[k], rtol=2e-3, atol=2e-4 * np.abs(g64[k]).max(), err_msg=k)
-
-
-def test_same_seed_same_parameters_and_different_seed_different():
-    a, b, c = crate.init(SMALL, seed=5), crate.init(SMALL, seed=5), crate.init(SMALL, seed=6)
-    assert all(np.array_equal(a[k], b[k]) for k in a)
-    assert not np.array_equal(a["ista.D" if "ista.D" in a else "layers.0.ista.D"], c["layers.0.ista.D"])
-
-
 def test_init_follows_the_published_initialisation():
     cfg = SMALL.replace(dim=64, heads=2, dim_head=32)
     p = crate.init(cfg, seed=0, dtype=np.float64)
@@ -124,28 +63,6 @@ def test_reference_config_parameter_count():
     assert sum(v.size for v in crate.init(cfg).values()) == 1_363_498
 
 
-def test_state_dict_round_trip_uses_official_names():
-    params = crate.init(SMALL, seed=2)
-    sd = crate.to_torch_state_dict(params, SMALL)
-    assert sd["transformer.layers.1.0.fn.qkv.weight"].shape == (6, 6)
-    assert sd["transformer.layers.0.1.fn.weight"].shape == (6, 6)
-    assert sd["to_patch_embedding.2.weight"].shape == (6, 32)
-    assert sd["mlp_head.1.weight"].shape == (3, 6)
-    back = crate.from_torch_state_dict(sd, SMALL)
-    assert set(back) == set(params) and all(np.array_equal(back[k], params[k]) for k in params)
-
-
-def test_state_dict_errors_name_the_entry():
-    sd = crate.to_torch_state_dict(crate.init(SMALL), SMALL)
-    bad = dict(sd)
-    del bad["cls_token"]
-    with pytest.raises(ValueError, match="cls_token"):
-        crate.from_torch_state_dict(bad, SMALL)
-    bad = dict(sd, cls_token=np.zeros((1, 1, 7)))
-    with pytest.raises(ValueError, match="cls_token"):
-        crate.from_torch_state_dict(bad, SMALL)
-
-
 @pytest.mark.parametrize(
     "changes, match",
     [
@@ -163,32 +80,10 @@ def test_config_rejects_inconsistent_values(changes, match):
         SMALL.replace(**changes)
 
 
-def test_bad_images_raise_clear_errors():
-    params = crate.init(SMALL)
-    good = np.zeros((2, 2, 8, 8), np.float32)
-    crate.forward(params, good, SMALL)
-    with pytest.raises(ValueError, match="image_size"):
-        crate.forward(params, np.zeros((2, 2, 16, 16), np.float32), SMALL)
-    with pytest.raises(ValueError, match="channels"):
-        crate.forward(params, np.zeros((2, 3, 8, 8), np.float32), SMALL)
-    with pytest.raises(ValueError, match="images"):
-        crate.forward(params, np.zeros((2, 8, 8), np.float32), SMALL)
-    with pytest.raises(TypeError, match="images"):
-        crate.forward(params, np.zeros((2, 2, 8, 8), np.uint8), SMALL)
-    with pytest.raises(TypeError, match="dtype"):
-        crate.forward(params, good.astype(np.float64), SMALL)
-    with pytest.raises(ValueError, match="layers.0.ista.D"):
-        crate.forward({**params, "layers.0.ista.D": np.zeros((5, 5), np.float32)}, good, SMALL)
 
-
-def test_layer_features_expose_every_layer():
-    params = crate.init(SMALL)
-    images = np.random.default_rng(0).standard_normal((2, 2, 8, 8)).astype(np.float32)
-    _, cache = crate.forward(params, images, SMALL, keep_features=True)
-    f = crate.layer_features(cache)
-    assert len(f["inputs"]) == len(f["midpoints"]) == len(f["outputs"]) == SMALL.depth
-    assert f["attention"][0].shape == (2, 2, 5, 5)
-    np.testing.assert_allclose(f["attention"][1].sum(-1), 1, rtol=1e-5)
-    np.testing.assert_array_equal(f["inputs"][1], f["outputs"][0])
-    with pytest.raises(ValueError, match="keep_features"):
-        crate.layer_features(crate.forward(params, images, SMALL)[1])
+def test_state_dict_uses_the_official_names():
+    sd = crate.to_torch_state_dict(crate.init(SMALL, seed=2), SMALL)
+    assert sd["transformer.layers.1.0.fn.qkv.weight"].shape == (6, 6)
+    assert sd["transformer.layers.0.1.fn.weight"].shape == (6, 6)
+    assert sd["to_patch_embedding.2.weight"].shape == (6, 32)
+    assert sd["mlp_head.1.weight"].shape == (3, 6)

@@ -10,18 +10,34 @@ from whitebox.layers.activations import relu_backward, relu_forward, softmax_bac
 from whitebox.layers.embedding import (
     conv_patch_embed_backward,
     conv_patch_embed_forward,
+    gather_tokens_backward,
+    gather_tokens_forward,
     patch_embed_backward,
     patch_embed_forward,
     patchify,
     prepend_cls_backward,
     prepend_cls_forward,
+    scatter_tokens_backward,
+    scatter_tokens_forward,
+    tied_head_backward,
+    tied_head_forward,
+    token_embed_backward,
+    token_embed_forward,
     unpatchify,
 )
 from whitebox.layers.ista import ista_backward, ista_forward
 from whitebox.layers.layernorm import layernorm_backward, layernorm_forward
 from whitebox.layers.linear import linear_backward, linear_forward
 from whitebox.layers.loss import cross_entropy
-from whitebox.layers.mssa import mssa_backward, mssa_forward, subspaces
+from whitebox.layers.mssa import (
+    attention_heads_backward,
+    attention_heads_forward,
+    mssa_backward,
+    mssa_forward,
+    mssa_tied_backward,
+    mssa_tied_forward,
+    subspaces,
+)
 from whitebox.layers.pooling import pool_backward, pool_forward
 from whitebox.gradcheck import grad_errors
 
@@ -121,34 +137,37 @@ def reference_mssa(x, W_qkv, heads, causal=False):
 
 
 @given(seed=seeds, batch=st.integers(1, 3), n=st.integers(1, 6), d=st.integers(1, 6),
-       heads=st.integers(1, 3), p=st.integers(1, 4), form=st.sampled_from(["published", "nobias", "tied", "identity"]),
+       heads=st.integers(1, 3), p=st.integers(1, 4), form=st.sampled_from(["published", "nobias", "tied", "heads"]),
        causal=st.booleans())
 def test_mssa(seed, batch, n, d, heads, p, form, causal):
+    """Each of MSSA's three forms (published with or without output bias, tied, no projection)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, n, d))
-    inputs = {"x": x, "W_qkv": rng.standard_normal((heads * p, d)) / np.sqrt(d)}
+    W_qkv = rng.standard_normal((heads * p, d)) / np.sqrt(d)
+    inputs = {"x": x, "W_qkv": W_qkv}
+    O = reference_mssa(x, W_qkv, heads, causal)
     if form in ("published", "nobias"):
         inputs["W_out"] = rng.standard_normal((d, heads * p))
-    if form == "published":
-        inputs["b_out"] = rng.standard_normal(d)
-    tied = 0.3 if form == "tied" else None
-
-    def f(**k):
-        return mssa_forward(k["x"], k["W_qkv"], k.get("W_out"), k.get("b_out"), heads=heads, causal=causal, tied_scale=tied)[0]
-
-    y, cache = mssa_forward(x, inputs["W_qkv"], inputs.get("W_out"), inputs.get("b_out"), heads=heads, causal=causal, tied_scale=tied)
-    O = reference_mssa(x, inputs["W_qkv"], heads, causal)
-    expected = {
-        "published": lambda: O @ inputs["W_out"].T + inputs["b_out"],
-        "nobias": lambda: O @ inputs["W_out"].T,
-        "tied": lambda: tied * (O @ inputs["W_qkv"] - x),
-        "identity": lambda: O,
-    }[form]()
+        if form == "published":
+            inputs["b_out"] = rng.standard_normal(d)
+        run = lambda **k: mssa_forward(k["x"], k["W_qkv"], k["W_out"], k.get("b_out"), heads=heads, causal=causal)  # noqa: E731
+        expected = O @ inputs["W_out"].T + inputs.get("b_out", 0)
+        names, backward = ("x", "W_qkv", "W_out", "b_out"), mssa_backward
+    elif form == "tied":
+        run = lambda **k: mssa_tied_forward(k["x"], k["W_qkv"], 0.3, heads=heads, causal=causal)  # noqa: E731
+        expected = 0.3 * (O @ W_qkv - x)
+        names, backward = ("x", "W_qkv"), mssa_tied_backward
+    else:  # no projection: the heads' output itself
+        run = lambda **k: attention_heads_forward(k["x"], k["W_qkv"], heads, causal=causal)  # noqa: E731
+        expected = O
+        names, backward = ("x", "W_qkv"), attention_heads_backward
+    y, cache = run(**inputs)
     np.testing.assert_allclose(y, expected, atol=1e-10)
     dy = rng.standard_normal(y.shape)
-    dx, dW_qkv, dW_out, db_out = mssa_backward(dy, cache)
-    grads = {"x": dx, "W_qkv": dW_qkv, "W_out": dW_out, "b_out": db_out}
-    assert_small(vjp_errors(f, inputs, dy, {k: grads[k] for k in inputs}))
+    grads = dict(zip(names, backward(dy, cache)))
+    if "W_out" in inputs:
+        assert (grads["b_out"] is None) == (form == "nobias")
+    assert_small(vjp_errors(lambda **k: run(**k)[0], inputs, dy, {k: grads[k] for k in inputs}))
 
 
 @given(seed=seeds, batch=small, c=st.integers(1, 3), grid=st.integers(1, 3), patch=st.integers(1, 3), d=st.integers(3, 5))
@@ -168,7 +187,7 @@ def test_patch_embedding(seed, batch, c, grid, patch, d):
     assume(P >= 3)  # LayerNorm over fewer than 3 features has a ~0 Jacobian (see test_layernorm)
     y, cache = patch_embed_forward(images, params, patch)
     dy = rng.standard_normal(y.shape)
-    dimages, grads = patch_embed_backward(dy, cache, patch)
+    dimages, grads = patch_embed_backward(dy, cache)
     f = lambda images, **p: patch_embed_forward(images, p, patch)[0]
     assert_small(vjp_errors(f, {"images": images, **params}, dy, {"images": dimages, **grads}))
 
@@ -184,23 +203,26 @@ def test_conv_patch_embedding(seed, batch, c, grid, patch, d):
     direct = np.einsum("bchpwq,dcpq->bhwd", images.reshape(batch, c, grid, patch, grid, patch), weight) + bias
     np.testing.assert_allclose(y, direct.reshape(batch, grid * grid, d), atol=1e-10)
     dy = rng.standard_normal(y.shape)
-    dimages, dweight, dbias = conv_patch_embed_backward(dy, cache, weight.shape, images.shape[1:], patch)
+    dimages, dweight, dbias = conv_patch_embed_backward(dy, cache)
     f = lambda images, weight, bias: conv_patch_embed_forward(images, weight, bias, patch)[0]
     grads = {"images": dimages, "weight": dweight, "bias": dbias}
     assert_small(vjp_errors(f, {"images": images, "weight": weight, "bias": bias}, dy, grads))
 
 
-@given(seed=seeds, batch=small, n=small, d=small)
-def test_cls_and_position(seed, batch, n, d):
+@given(seed=seeds, batch=small, n=small, d=small, shared=st.booleans(), with_pos=st.booleans())
+def test_cls_and_position(seed, batch, n, d, shared, with_pos):
     rng = np.random.default_rng(seed)
-    inputs = {"tokens": rng.standard_normal((batch, n, d)), "cls": rng.standard_normal((1, 1, d)),
-              "pos": rng.standard_normal((1, n + 1, d))}
-    z = prepend_cls_forward(inputs["tokens"], inputs["cls"], inputs["pos"])
-    np.testing.assert_allclose(z[:, 0], np.broadcast_to(inputs["cls"][0, 0] + inputs["pos"][0, 0], (batch, d)))
+    inputs = {"tokens": rng.standard_normal((batch, n, d)), "cls": rng.standard_normal((1 if shared else batch, 1, d))}
+    if with_pos:
+        inputs["pos"] = rng.standard_normal((1, n + 1, d))
+    f = lambda tokens, cls, pos=None: prepend_cls_forward(tokens, cls, pos)[0]  # noqa: E731
+    z, cache = prepend_cls_forward(inputs["tokens"], inputs["cls"], inputs.get("pos"))
+    expected = np.concatenate([np.broadcast_to(inputs["cls"], (batch, 1, d)), inputs["tokens"]], axis=1)
+    np.testing.assert_allclose(z, expected + inputs.get("pos", 0), atol=1e-12)
     dz = rng.standard_normal(z.shape)
-    grads = dict(zip(["tokens", "cls", "pos"], prepend_cls_backward(dz)))
-    f = lambda tokens, cls, pos: prepend_cls_forward(tokens, cls, pos)
-    assert_small(vjp_errors(f, inputs, dz, grads))
+    grads = dict(zip(["tokens", "cls", "pos"], prepend_cls_backward(dz, cache)))
+    assert (grads["pos"] is None) == (not with_pos)
+    assert_small(vjp_errors(f, inputs, dz, {k: grads[k] for k in inputs}))
 
 
 @given(seed=seeds, batch=small, n=small, d=small, pool=st.sampled_from(["cls", "mean"]))
@@ -208,7 +230,58 @@ def test_pooling(seed, batch, n, d, pool):
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((batch, n, d))
     dy = rng.standard_normal((batch, d))
-    assert_small(vjp_errors(lambda z: pool_forward(z, pool), {"z": z}, dy, {"z": pool_backward(dy, pool, n)}))
+    pooled, cache = pool_forward(z, pool)
+    np.testing.assert_allclose(pooled, z[:, 0] if pool == "cls" else z.mean(1))
+    f = lambda z: pool_forward(z, pool)[0]  # noqa: E731
+    assert_small(vjp_errors(f, {"z": z}, dy, {"z": pool_backward(dy, cache)}))
+
+
+@given(seed=seeds, batch=small, T=small, vocab=st.integers(1, 5), d=small, extra=st.integers(0, 3))
+def test_token_embedding_adds_up_repeated_ids(seed, batch, T, vocab, d, extra):
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, vocab, (batch, T))
+    E, pos = rng.standard_normal((vocab, d)), rng.standard_normal((T + extra, d))
+    z, cache = token_embed_forward(tokens, E, pos)
+    np.testing.assert_array_equal(z, E[tokens] + pos[:T])
+    dz = rng.standard_normal(z.shape)
+    dE, dpos = token_embed_backward(dz, cache)
+    np.testing.assert_array_equal(dpos[T:], 0)  # positions past the sequence get no gradient
+    f = lambda E, pos: token_embed_forward(tokens, E, pos)[0]  # noqa: E731
+    assert_small(vjp_errors(f, {"E": E, "pos": pos}, dz, {"E": dE, "pos": dpos}))
+
+
+@given(seed=seeds, batch=small, T=small, vocab=small, d=small)
+def test_tied_head(seed, batch, T, vocab, d):
+    rng = np.random.default_rng(seed)
+    h, E = rng.standard_normal((batch, T, d)), rng.standard_normal((vocab, d))
+    logits, cache = tied_head_forward(h, E)
+    np.testing.assert_allclose(logits, h @ E.T, atol=1e-12)
+    dlogits = rng.standard_normal(logits.shape)
+    dh, dE = tied_head_backward(dlogits, cache)
+    f = lambda h, E: tied_head_forward(h, E)[0]  # noqa: E731
+    assert_small(vjp_errors(f, {"h": h, "E": E}, dlogits, {"h": dh, "E": dE}))
+
+
+@given(seed=seeds, batch=small, n=small, d=small, data=st.data())
+def test_token_gather_and_scatter(seed, batch, n, d, data):
+    rng = np.random.default_rng(seed)
+    k = data.draw(st.integers(1, n))
+    order = np.argsort(rng.random((batch, n)), axis=1)
+    keep, fill = np.sort(order[:, :k], axis=1), np.sort(order[:, k:], axis=1)
+    x = rng.standard_normal((batch, n, d))
+    visible, gather_cache = gather_tokens_forward(x, keep)
+    np.testing.assert_array_equal(visible, np.take_along_axis(x, keep[..., None], axis=1))
+    dv = rng.standard_normal(visible.shape)
+    f = lambda x: gather_tokens_forward(x, keep)[0]  # noqa: E731
+    assert_small(vjp_errors(f, {"x": x}, dv, {"x": gather_tokens_backward(dv, gather_cache)}))
+    token = rng.standard_normal((1, 1, d))
+    full, scatter_cache = scatter_tokens_forward(visible, keep, fill, token)
+    np.testing.assert_array_equal(np.take_along_axis(full, keep[..., None], axis=1), visible)  # the inverse of gather
+    np.testing.assert_array_equal(np.take_along_axis(full, fill[..., None], axis=1), np.broadcast_to(token, (batch, n - k, d)))
+    dfull = rng.standard_normal(full.shape)
+    dvisible, dtoken = scatter_tokens_backward(dfull, scatter_cache)
+    g = lambda visible, token: scatter_tokens_forward(visible, keep, fill, token)[0]  # noqa: E731
+    assert_small(vjp_errors(g, {"visible": visible, "token": token}, dfull, {"visible": dvisible, "token": dtoken}))
 
 
 @given(seed=seeds, batch=small, classes=st.integers(2, 8), smoothing=st.sampled_from([0.0, 0.1, 0.5]))

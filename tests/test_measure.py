@@ -32,7 +32,7 @@ from whitebox.measure import (
     stages,
 )
 from whitebox.models import crate, crate_alpha
-from whitebox.models.blocks import head_forward
+from whitebox.blocks import head
 from whitebox.rate import coding_rate, compression_rate, sparse_rate_reduction
 from whitebox.train import resolve_config, start_run
 
@@ -67,7 +67,7 @@ def reference_stages(params, images, cfg, model):
     Z = []
     for z_in, z_mid in zip(feats["inputs"], feats["midpoints"]):
         Z += [z_in, z_mid]
-    return Z, feats["outputs"], logits
+    return Z, feats["codes"], logits
 
 
 def ln_of_layer(Z, params, layer, eps):
@@ -130,7 +130,7 @@ def test_last_stage_is_what_the_head_reads(images, variant):
     params = crate_alpha.init(cfg, seed=0, dtype=np.float64)
     Z, codes = forward_stages(params, images, cfg)
     logits, _ = crate_alpha.forward(params, images, cfg)
-    np.testing.assert_allclose(head_forward(Z[-1], params, cfg.pool)[0], logits, atol=1e-12)
+    np.testing.assert_allclose(head.forward(Z[-1], params, cfg.pool)[0], logits, atol=1e-12)
     assert codes[0].shape[-1] == cfg.code_dim
 
 

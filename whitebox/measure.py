@@ -156,7 +156,7 @@ def forward_stages(params: dict, images, cfg, model: ModuleType | None = None):
     Z = [feats["inputs"][0]]
     for mid, nxt in zip(feats["midpoints"], feats["inputs"][1:] + [_last_output(cache, feats)]):
         Z += [mid, nxt]
-    return Z, feats["outputs"]
+    return Z, feats["codes"]
 
 
 def _last_output(cache, feats):

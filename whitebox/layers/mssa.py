@@ -7,14 +7,16 @@ projected tokens of head ``k`` are ``P_k = Z U_k`` (N, p). Then
     SSA_k(Z)  = softmax(s · P_k P_kᵀ) P_k            (softmax over keys, the last axis)
     O         = [SSA_1, …, SSA_K]                    (N, K p), heads concatenated head-major
 
-and the branch output is, depending on the form:
+and the branch output has one of three forms, each its own forward/backward pair:
 
-* ``"published"`` (PyTorch CRATE, the default): ``O W_outᵀ + b_out`` with a learned output
+* published (PyTorch CRATE), :func:`mssa_forward`: ``O W_outᵀ + b_out`` with a learned output
   projection (CRATE-alpha: no bias), and ``s = p^(-1/2)``;
-* ``"tied"`` (the paper's form, JMLR eq. 14 written as a residual branch): the output goes back
-  through the subspaces themselves, ``Σ_k SSA_k U_kᵀ = O W_qkv``, and with
+* tied (the paper's form, JMLR eq. 14 written as a residual branch), :func:`mssa_tied_forward`:
+  the output goes back through the subspaces themselves, ``Σ_k SSA_k U_kᵀ = O W_qkv``, and with
   ``c = κ p / (N ε²)`` the branch returns ``c (O W_qkv − Z)``, so that ``Z + branch`` is the JMLR
-  update ``(1 − c) Z + c MSSA(Z)``.
+  update ``(1 − c) Z + c MSSA(Z)``;
+* no projection (PyTorch CRATE's ``nn.Identity`` when ``heads == 1`` and ``dim_head == dim``):
+  ``O`` itself, which is :func:`attention_heads_forward`.
 
 An optional causal mask (token ``i`` attends to keys ``j ≤ i``) is applied before the softmax.
 The exact gradient step ``Z − κ ∇_Z Rc`` that this approximates lives in
@@ -85,44 +87,48 @@ def attention_heads_backward(dout, cache: HeadsCache):
 
 class MSSACache(NamedTuple):
     heads: HeadsCache
-    out_proj: LinearCache | None  # the learned output projection (published form)
-    tied_scale: float | None  # c = κ p / (N ε²) (tied form)
+    out_proj: LinearCache  # the learned output projection
 
 
-def mssa_forward(x, W_qkv, W_out=None, b_out=None, *, heads: int, scale=None, causal=False, tied_scale=None):
-    """MSSA branch output (B, N, d) for x (B, N, d).
+def mssa_forward(x, W_qkv, W_out, b_out=None, *, heads: int, scale=None, causal=False):
+    """Published MSSA: ``O W_outᵀ + b_out`` (B, N, d) for x (B, N, d).
 
-    Published form: give ``W_out`` (d, K p) and optionally ``b_out`` (d,); with neither ``W_out``
-    nor ``tied_scale`` the heads' output ``O`` is returned as is (PyTorch CRATE's ``nn.Identity``
-    when ``heads == 1`` and ``dim_head == dim``).
-    Tied form: give ``tied_scale = c = κ p/(N ε²)`` and no ``W_out``; returns ``c (O W_qkv − x)``.
+    W_qkv (K p, d), W_out (d, K p), b_out (d,) or None (CRATE-alpha has no output bias).
     """
     O, heads_cache = attention_heads_forward(x, W_qkv, heads, scale, causal)  # (B, N, K p)
-    if tied_scale is None and W_out is None:  # PyTorch CRATE with heads == 1, dim_head == dim: no projection
-        return O, MSSACache(heads_cache, None, None)
-    if tied_scale is None:
-        y, out_cache = linear_forward(O, W_out, b_out)  # (B, N, d)
-        return y, MSSACache(heads_cache, out_cache, None)
-    y = matmul_rows(O, W_qkv)  # (B, N, d): Σ_k SSA_k U_kᵀ
-    y -= x
-    y *= tied_scale
-    return y, MSSACache(heads_cache, LinearCache(O, None, False), float(tied_scale))
+    y, out_cache = linear_forward(O, W_out, b_out)  # (B, N, d)
+    return y, MSSACache(heads_cache, out_cache)
 
 
 def mssa_backward(dy, cache: MSSACache):
-    """Returns ``(dx, dW_qkv, dW_out, db_out)``; the last two are None in the tied form."""
-    heads_cache, out_cache, c = cache
-    if c is None and out_cache is None:
-        return (*attention_heads_backward(dy, heads_cache), None, None)
-    if c is None:
-        dO, dW_out, db_out = linear_backward(dy, out_cache)
-        dx, dW_qkv = attention_heads_backward(dO, heads_cache)
-        return dx, dW_qkv, dW_out, db_out
+    """Returns ``(dx, dW_qkv, dW_out, db_out)``; ``db_out`` is None without an output bias."""
+    # forward: y = O W_outᵀ + b_out
+    dO, dW_out, db_out = linear_backward(dy, cache.out_proj)
+    dx, dW_qkv = attention_heads_backward(dO, cache.heads)
+    return dx, dW_qkv, dW_out, db_out
+
+
+class TiedMSSACache(NamedTuple):
+    heads: HeadsCache
+    O: object  # (B, N, K p): the heads' output, for dW_qkv
+    tied_scale: float  # c = κ p / (N ε²)
+
+
+def mssa_tied_forward(x, W_qkv, tied_scale: float, *, heads: int, scale=None, causal=False):
+    """Tied MSSA (JMLR eq. 14 as a residual branch): ``c (O W_qkv − x)`` (B, N, d) for x (B, N, d)."""
+    O, heads_cache = attention_heads_forward(x, W_qkv, heads, scale, causal)  # (B, N, K p)
+    y = matmul_rows(O, W_qkv)  # (B, N, d): Σ_k SSA_k U_kᵀ
+    y -= x
+    y *= tied_scale
+    return y, TiedMSSACache(heads_cache, O, float(tied_scale))
+
+
+def mssa_tied_backward(dy, cache: TiedMSSACache):
+    """Returns ``(dx, dW_qkv)``."""
+    heads_cache, O, c = cache
     # forward: y = c (O W_qkv − x)
-    O = out_cache.x
-    W_qkv = heads_cache.W_qkv
-    dO = matmul_rows(dy, c * W_qkv.T)  # (B, N, K p)
+    dO = matmul_rows(dy, c * heads_cache.W_qkv.T)  # (B, N, K p)
     dx, dW_qkv = attention_heads_backward(dO, heads_cache)
     dW_qkv += c * rows_t_matmul(O, dy)
     dx -= c * dy
-    return dx, dW_qkv, None, None
+    return dx, dW_qkv

@@ -22,15 +22,16 @@ def check_images(images, cfg) -> None:
         raise ValueError(f"images are {H}x{W}, the config expects image_size={cfg.image_size}")
 
 
-def check_params(params: dict, shapes: dict, images) -> None:
-    """params must have the expected keys and ``shapes`` and live on the images' backend and dtype."""
+def check_params(params: dict, shapes: dict, inputs, name: str = "images") -> None:
+    """params must have the keys and shapes of ``shapes`` and live on the inputs' backend (and,
+    for floating inputs, share their dtype)."""
     missing = sorted(set(shapes) - set(params))
     if missing:
         raise ValueError(f"params is missing {missing[:5]} for this config (was it made by init with the same config?)")
-    for name, shape in shapes.items():
-        if tuple(params[name].shape) != shape:
-            raise ValueError(f"params[{name!r}] has shape {tuple(params[name].shape)}, the config expects {shape}")
-    check_same_backend(images=images, params=params[next(iter(shapes))])
-    dtype = params["cls_token"].dtype
-    if images.dtype != dtype:
-        raise TypeError(f"images have dtype {images.dtype} but the parameters are {dtype}; cast the images")
+    for key, shape in shapes.items():
+        if tuple(params[key].shape) != shape:
+            raise ValueError(f"params[{key!r}] has shape {tuple(params[key].shape)}, the config expects {shape}")
+    first = params[next(iter(shapes))]
+    check_same_backend(**{name: inputs, "params": first})
+    if inputs.dtype.kind == "f" and inputs.dtype != first.dtype:
+        raise TypeError(f"{name} have dtype {inputs.dtype} but the parameters are {first.dtype}; cast the {name}")

@@ -1,4 +1,5 @@
-"""Helpers shared by the model modules: moving parameters to and from official PyTorch state dicts.
+"""Helpers shared by the model modules: the classifiers' cache, and moving parameters to and from
+official PyTorch state dicts.
 
 Each model supplies its name map (whitebox name -> official name) and its expected shapes; the
 conversion and its error messages are the same for every model.
@@ -6,9 +7,29 @@ conversion and its error messages are the same for every model.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ..backend import get_xp, to_host
+from ..blocks.head import HeadCache
+from ..blocks.stack import StackCache
+from ..layers.embedding import ClsCache
+
+
+class ClassifierCache(NamedTuple):
+    """The cache of an image classifier (CRATE, CRATE-alpha): embed, cls + position, stack, head."""
+
+    cfg: object
+    embed: object  # the model's patch-embedding cache
+    cls: ClsCache
+    stack: StackCache
+    head: HeadCache
+
+    @property
+    def layers(self) -> list:
+        """The per-layer block caches."""
+        return self.stack.layers
 
 
 def state_dict_from_params(params: dict, names: dict) -> dict:

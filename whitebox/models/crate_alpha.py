@@ -8,7 +8,8 @@ Each layer (CRATE-alpha eqs. 4-5 and 7-12, as the published PyTorch port of the 
 after a convolutional patch embedding (kernel = stride = patch, with bias), a cls token and a
 learned position embedding; the head is ``LN → Linear`` on the cls token.
 
-The three modifications are switches of this one model, so the paper's ablation (Fig. 1 and 7:
+The layer is the block :mod:`whitebox.blocks.crate_alpha_layer`. The three modifications are
+switches of this one model, so the paper's ablation (Fig. 1 and 7:
 CRATE, +O, +O+D, +O+D+R) is four configs, see :func:`ablation_configs`:
 
 * ``overcomplete`` (C): ``D ∈ R^{d×Cd}``; C = 1 is a square dictionary.
@@ -46,34 +47,35 @@ Public surface (as :mod:`whitebox.models.crate`)::
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import NamedTuple
-
-import numpy as np
-
-from ..backend import TRAIN_DTYPE, get_xp
-from ..init import kaiming_uniform, layernorm_default, linear_default
+from ..blocks import crate_alpha_layer, head, stack
+from ..blocks.attention import AttentionSpec
+from ..blocks.crate_alpha_layer import CrateAlphaLayerSpec
+from ..blocks.params import Param, linear_default, model_parameters, normal
 from ..layers.embedding import (
     conv_patch_embed_backward,
     conv_patch_embed_forward,
     prepend_cls_backward,
     prepend_cls_forward,
 )
-from ..layers.layernorm import LayerNormCache, layernorm_backward, layernorm_forward
-from ..layers.linear import LinearCache
-from ..layers.odl import ODLCache, odl_backward, odl_forward
+from ..layers.mssa import subspaces
 from ..layers.pooling import POOLS
-from .blocks import AttentionCache, attention_sublayer_backward, attention_sublayer_forward, head_backward, head_forward
-from .checks import check_images, check_params, positive_int
-from .common import HEAD_TORCH_NAMES, attention_torch_names, params_from_state_dict, state_dict_from_params
+from .checks import check_images, check_params
+from .common import (
+    HEAD_TORCH_NAMES,
+    ClassifierCache,
+    attention_torch_names,
+    params_from_state_dict,
+    state_dict_from_params,
+)
+from .config import ImageConfig
 
 ISTA_STARTS = ("zero", "input")
 PORT_NORM_EPS = 1e-6  # the port's PreNorm LayerNorm(dim, eps=1e-6) (flax's default)
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ImageConfig):
     """A CRATE-alpha classifier's hyper-parameters; the defaults are the published block.
 
     ``overcomplete`` (C), ``decoupled``, ``residual``: the three modifications (module docstring).
@@ -84,45 +86,20 @@ class Config:
     LayerNorms in each layer.
     """
 
-    image_size: int = 32
-    patch_size: int = 4
-    channels: int = 3
+    CHOICES = {"pool": POOLS, "ista_start": ISTA_STARTS}
+
     num_classes: int = 10
-    dim: int = 192
-    depth: int = 12
-    heads: int = 3
-    dim_head: int = 64
     overcomplete: int = 4  # C
     decoupled: bool = True
     residual: bool = True
     decode: bool = True
     odl_steps: int = 2  # T
     ista_start: str = "zero"
-    ista_step: float = 0.1  # η
-    ista_lambd: float = 0.1  # λ
     norm_eps: float = PORT_NORM_EPS
     pool: str = "cls"
 
     def __post_init__(self):
-        for name in ("image_size", "patch_size", "channels", "num_classes", "dim", "depth", "heads", "dim_head",
-                     "overcomplete", "odl_steps"):
-            positive_int(name, getattr(self, name))
-        if self.image_size % self.patch_size:
-            raise ValueError(
-                f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})"
-            )
-        for name in ("decoupled", "residual", "decode"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if self.ista_start not in ISTA_STARTS:
-            raise ValueError(f"ista_start must be one of {ISTA_STARTS}, got {self.ista_start!r}")
-        if self.pool not in POOLS:
-            raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
-        for name in ("ista_step", "norm_eps"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if not self.ista_lambd >= 0:
-            raise ValueError(f"ista_lambd must be >= 0, got {self.ista_lambd!r}")
+        super().__post_init__()
         if self.ista_start == "input" and self.overcomplete != 1:
             raise ValueError(f"ista_start='input' (A₀ = Z) needs overcomplete=1, got overcomplete={self.overcomplete}")
         if not self.decode and self.overcomplete != 1:
@@ -131,16 +108,8 @@ class Config:
             raise ValueError("decoupled=True needs decode=True (the decoder D1 decodes the codes)")
 
     @property
-    def num_patches(self) -> int:
-        return (self.image_size // self.patch_size) ** 2
-
-    @property
     def num_tokens(self) -> int:
         return self.num_patches + 1
-
-    @property
-    def inner_dim(self) -> int:
-        return self.heads * self.dim_head
 
     @property
     def code_dim(self) -> int:
@@ -152,8 +121,12 @@ class Config:
         """The port omits the output projection when ``heads == 1`` and ``dim_head == dim``."""
         return not (self.heads == 1 and self.dim_head == self.dim)
 
-    def replace(self, **changes) -> "Config":
-        return dataclasses.replace(self, **changes)
+
+def layer_spec(cfg: Config) -> CrateAlphaLayerSpec:
+    """The block every layer of ``cfg`` is: MSSA without output bias, both LayerNorms with ``norm_eps``."""
+    attention = AttentionSpec(cfg.dim, cfg.heads, cfg.dim_head, out_bias=False, norm_eps=cfg.norm_eps)
+    return CrateAlphaLayerSpec(attention, cfg.overcomplete, cfg.decoupled, cfg.residual, cfg.decode, cfg.odl_steps,
+                               cfg.ista_start, cfg.ista_step, cfg.ista_lambd, cfg.norm_eps)
 
 
 def _preset(dim, depth, heads):
@@ -197,133 +170,68 @@ def ablation_configs(base_cfg: Config) -> dict:
     }
 
 
-def init(cfg: Config, seed: int = 0, *, dtype=TRAIN_DTYPE, device: str | None = None) -> dict:
-    """Parameters initialised as the published PyTorch port does, drawn on the host from ``seed``.
+def describe(cfg: Config) -> dict:
+    """name -> Param, in the order ``init`` draws them (the published PyTorch port's).
 
     Conv: ``Conv2d``'s default (weight and bias ``U(±1/√(C p²))``); linear layers: PyTorch's
     default; ``D``, ``D1``: ``kaiming_uniform_`` of a (d, Cd) tensor, fan_in = Cd; cls token and
     position embedding: N(0, 1); LayerNorms: ones and zeros.
     """
-    rng = np.random.default_rng(seed)
-    d, m, P = cfg.dim, cfg.code_dim, cfg.patch_size
-    p = {}
-    weight, p["embed.conv.bias"] = linear_default(rng, d, cfg.channels * P * P)
-    p["embed.conv.weight"] = weight.reshape(d, cfg.channels, P, P)
-    p["cls_token"] = rng.standard_normal((1, 1, d))
-    p["pos_embedding"] = rng.standard_normal((1, cfg.num_tokens, d))
-    for i in range(cfg.depth):
-        pre = f"layers.{i}."
-        p[pre + "attn_norm.weight"], p[pre + "attn_norm.bias"] = layernorm_default(d)
-        p[pre + "attn.qkv"], _ = linear_default(rng, cfg.inner_dim, d, bias=False)
-        if cfg.project_out:
-            p[pre + "attn.out.weight"], _ = linear_default(rng, d, cfg.inner_dim, bias=False)
-        p[pre + "odl_norm.weight"], p[pre + "odl_norm.bias"] = layernorm_default(d)
-        p[pre + "odl.D"] = kaiming_uniform(rng, (d, m), fan_in=m)
-        if cfg.decoupled:
-            p[pre + "odl.D1"] = kaiming_uniform(rng, (d, m), fan_in=m)
-    p["head_norm.weight"], p["head_norm.bias"] = layernorm_default(d)
-    p["head.weight"], p["head.bias"] = linear_default(rng, cfg.num_classes, d)
-    xp = get_xp(device)
-    return {k: xp.asarray(v, dtype=dtype) for k, v in p.items()}
+    d, P = cfg.dim, cfg.patch_size
+    fan_in = cfg.channels * P * P
+    return {
+        "embed.conv.weight": Param((d, cfg.channels, P, P), linear_default(fan_in)),  # Conv2d's default
+        "embed.conv.bias": Param((d,), linear_default(fan_in)),
+        "cls_token": Param((1, 1, d), normal()),
+        "pos_embedding": Param((1, cfg.num_tokens, d), normal()),
+        **stack.shapes(crate_alpha_layer, layer_spec(cfg), cfg.depth),
+        **head.shapes(d, cfg.num_classes),
+    }
 
 
-class LayerCache(NamedTuple):
-    attention: AttentionCache
-    norm: LayerNormCache
-    odl: ODLCache
-
-
-class CrateAlphaCache(NamedTuple):
-    cfg: Config
-    embed: LinearCache
-    layers: list  # [LayerCache] per layer
-    head: object  # blocks.HeadCache
-    features: list | None  # per layer (Z^ℓ, Z^{ℓ+½}), when asked for
-
-
-def _sparse_forward(z_half, params: dict, prefix: str, cfg: Config):
-    """``Z^{ℓ+1} = [Z^{ℓ+½} +] D̂ A_T`` with ``A_T = ISTA-OC(LN(Z^{ℓ+½}) | D)`` (eqs. 10-12)."""
-    y, norm_cache = layernorm_forward(z_half, params[prefix + "odl_norm.weight"], params[prefix + "odl_norm.bias"],
-                                      cfg.norm_eps)
-    D = params[prefix + "odl.D"]
-    D_hat = params[prefix + "odl.D1"] if cfg.decoupled else (D if cfg.decode else None)
-    start = y if cfg.ista_start == "input" else None
-    out, odl_cache = odl_forward(y, D, D_hat, steps=cfg.odl_steps, step=cfg.ista_step, lambd=cfg.ista_lambd,
-                                 start=start)
-    if cfg.residual:
-        out = z_half + out  # a new array: without a decoder ``out`` is the cached code A_T
-    return out, norm_cache, odl_cache
+shapes, num_params, init = model_parameters(describe)
 
 
 def forward(params: dict, images, cfg: Config, *, keep_features: bool = False):
     """Logits (B, classes) and the cache for :func:`backward`. images (B, C, H, W), float.
 
-    With ``keep_features=True`` the cache also holds every layer's input ``Z^ℓ`` and midpoint
-    ``Z^{ℓ+½}`` (see :func:`layer_features`).
+    With ``keep_features=True`` the cache also holds what :func:`layer_features` reports.
     """
     check_images(images, cfg)
     check_params(params, shapes(cfg), images)
-    z, embed_cache = conv_patch_embed_forward(images, params["embed.conv.weight"], params["embed.conv.bias"],
-                                              cfg.patch_size)  # (B, n, d)
-    z = prepend_cls_forward(z, params["cls_token"], params["pos_embedding"])  # (B, N, d)
-    layers, features = [], ([] if keep_features else None)
-    for i in range(cfg.depth):
-        pre = f"layers.{i}."
-        z_in = z
-        z, attn_cache = attention_sublayer_forward(z, params, pre, heads=cfg.heads, norm_eps=cfg.norm_eps)  # Z^{ℓ+½}
-        if keep_features:
-            features.append((z_in, z))
-        z, norm_cache, odl_cache = _sparse_forward(z, params, pre, cfg)  # Z^{ℓ+1}
-        layers.append(LayerCache(attn_cache, norm_cache, odl_cache))
-    logits, head_cache = head_forward(z, params, cfg.pool)
-    return logits, CrateAlphaCache(cfg, embed_cache, layers, head_cache, features)
+    z, embed = conv_patch_embed_forward(images, params["embed.conv.weight"], params["embed.conv.bias"],
+                                        cfg.patch_size)  # (B, n, d)
+    z, cls = prepend_cls_forward(z, params["cls_token"], params["pos_embedding"])  # (B, N, d)
+    z, layers = stack.forward(z, params, crate_alpha_layer, layer_spec(cfg), cfg.depth, keep=keep_features)
+    logits, head_cache = head.forward(z, params, cfg.pool)  # (B, classes)
+    return logits, ClassifierCache(cfg, embed, cls, layers, head_cache)
 
 
-def backward(dlogits, cache: CrateAlphaCache) -> dict:
+def backward(dlogits, cache: ClassifierCache) -> dict:
     """Gradients of every parameter (same keys and shapes as ``params``) for ``dlogits`` (B, classes)."""
-    cfg = cache.cfg
-    grads = {}
-    dz = head_backward(dlogits, cache.head, grads)  # (B, N, d): gradient of Z^{ℓ+1}
-    for i in reversed(range(cfg.depth)):
-        pre = f"layers.{i}."
-        layer = cache.layers[i]
-        dy, dD, dD_hat, dstart = odl_backward(dz, layer.odl)
-        if dstart is not None:  # A₀ = LN(Z^{ℓ+½})
-            dy += dstart
-        if cfg.decoupled:
-            grads[pre + "odl.D1"] = dD_hat
-        elif dD_hat is not None:  # tied decoder D̂ = D
-            dD += dD_hat
-        grads[pre + "odl.D"] = dD
-        dz_half, grads[pre + "odl_norm.weight"], grads[pre + "odl_norm.bias"] = layernorm_backward(dy, layer.norm)
-        if cfg.residual:
-            dz_half += dz
-        dz = attention_sublayer_backward(dz_half, layer.attention, pre, grads)
-    dtokens, grads["cls_token"], grads["pos_embedding"] = prepend_cls_backward(dz)
-    weight_shape = (cfg.dim, cfg.channels, cfg.patch_size, cfg.patch_size)
-    image_shape = (cfg.channels, cfg.image_size, cfg.image_size)
-    _, grads["embed.conv.weight"], grads["embed.conv.bias"] = conv_patch_embed_backward(
-        dtokens, cache.embed, weight_shape, image_shape, cfg.patch_size
-    )
+    dz, grads = head.backward(dlogits, cache.head)  # (B, N, d)
+    dz, layer_grads = stack.backward(dz, cache.stack)
+    grads.update(layer_grads)
+    dtokens, grads["cls_token"], grads["pos_embedding"] = prepend_cls_backward(dz, cache.cls)
+    _, grads["embed.conv.weight"], grads["embed.conv.bias"] = conv_patch_embed_backward(dtokens, cache.embed)
     return grads
 
 
-def layer_features(cache: CrateAlphaCache) -> dict:
-    """Per-layer measurements kept by ``forward(..., keep_features=True)``.
+def layer_features(cache: ClassifierCache) -> dict:
+    """Per-layer measurements kept by ``forward(..., keep_features=True)``: the keys of
+    :func:`whitebox.blocks.stack.layer_features`. ``codes`` are ODL's ``A_T`` (B, N, Cd), the
+    quantity whose sparsity the papers measure; ``outputs`` are the next layer's tokens Z^{ℓ+1}."""
+    return stack.layer_features(cache.stack)
 
-    Returns lists over layers: ``inputs`` (Z^ℓ), ``midpoints`` (Z^{ℓ+½}), ``outputs`` (the sparse
-    codes ``A_T`` (B, N, Cd) of the ODL block, the quantity whose sparsity the papers measure;
-    unlike CRATE these are not the next layer's input ``Z^{ℓ+1}`` unless ``decode`` and
-    ``residual`` are off), ``attention`` (B, heads, N, N) maps.
-    """
-    if cache.features is None:
-        raise ValueError("the cache holds no features: call forward(..., keep_features=True)")
-    return {
-        "inputs": [f[0] for f in cache.features],
-        "midpoints": [f[1] for f in cache.features],
-        "outputs": [layer.odl.codes[-1] for layer in cache.layers],
-        "attention": [layer.attention.mssa.heads.attn for layer in cache.layers],
-    }
+
+def layer_subspaces(params: dict, layer: int, cfg: Config):
+    """The subspace bases ``U`` (K, d, p) of layer ``layer``'s MSSA."""
+    return subspaces(params[f"layers.{layer}.attn.qkv"], cfg.heads)
+
+
+def layer_dictionary(params: dict, layer: int, cfg: Config):
+    """The encoding dictionary ``D`` (d, Cd) of layer ``layer`` (the decoder ``D1`` is separate)."""
+    return params[f"layers.{layer}.odl.D"]
 
 
 def torch_names(cfg: Config) -> dict:
@@ -359,30 +267,3 @@ def from_torch_state_dict(state_dict: dict, cfg: Config, *, dtype=None, device: 
     Missing, unexpected or mis-shaped entries raise ``ValueError`` naming them.
     """
     return params_from_state_dict(state_dict, torch_names(cfg), shapes(cfg), dtype=dtype, device=device)
-
-
-def shapes(cfg: Config) -> dict:
-    """Every parameter's shape, computed from the config without allocating."""
-    d, m, inner, P = cfg.dim, cfg.code_dim, cfg.inner_dim, cfg.patch_size
-    out = {
-        "embed.conv.weight": (d, cfg.channels, P, P), "embed.conv.bias": (d,),
-        "cls_token": (1, 1, d), "pos_embedding": (1, cfg.num_tokens, d),
-        "head_norm.weight": (d,), "head_norm.bias": (d,),
-        "head.weight": (cfg.num_classes, d), "head.bias": (cfg.num_classes,),
-    }
-    for i in range(cfg.depth):
-        pre = f"layers.{i}."
-        out[pre + "attn_norm.weight"] = out[pre + "attn_norm.bias"] = (d,)
-        out[pre + "attn.qkv"] = (inner, d)
-        if cfg.project_out:
-            out[pre + "attn.out.weight"] = (d, inner)
-        out[pre + "odl_norm.weight"] = out[pre + "odl_norm.bias"] = (d,)
-        out[pre + "odl.D"] = (d, m)
-        if cfg.decoupled:
-            out[pre + "odl.D1"] = (d, m)
-    return out
-
-
-def num_params(cfg: Config) -> int:
-    """The number of scalar parameters, from :func:`shapes`."""
-    return int(sum(np.prod(s) for s in shapes(cfg).values()))

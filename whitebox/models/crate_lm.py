@@ -44,28 +44,38 @@ Public surface::
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import TRAIN_DTYPE, array_module, get_xp, to_host
-from ..init import kaiming_uniform, layernorm_default, linear_default
-from ..layers.ista import ISTACache, ista_backward, ista_forward
+from ..backend import array_module, to_host
+from ..blocks import causal_layer, stack
+from ..blocks.attention import AttentionSpec
+from ..blocks.causal_layer import SPARSE_BLOCKS, CausalLayerSpec
+from ..blocks.params import Param, layernorm, model_parameters, normal
+from ..layers.embedding import (
+    TokenEmbedCache,
+    tied_head_backward,
+    tied_head_forward,
+    token_embed_backward,
+    token_embed_forward,
+)
 from ..layers.layernorm import LayerNormCache, layernorm_backward, layernorm_forward
+from ..layers.linear import LinearCache
 from ..layers.loss import cross_entropy
-from ..layers.odl import ODLCache, odl_backward, odl_forward
-from .blocks import AttentionCache, attention_sublayer_backward, attention_sublayer_forward
-from .checks import positive_int
+from ..layers.mssa import subspaces
+from .checks import check_params
+from .config import ModelConfig
 
-SPARSE_BLOCKS = ("overcomplete", "ista")
 EMBED_INIT_STD = 0.02  # GPT-2
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ModelConfig):
     """A causal CRATE's hyper-parameters (η = λ = 0.1, C = 4, two proximal steps)."""
+
+    CHOICES = {"sparse": SPARSE_BLOCKS}
 
     vocab_size: int = 84
     block_size: int = 128  # the longest context (learned positions)
@@ -78,16 +88,6 @@ class Config:
     sparse_steps: int = 2  # T of the overcomplete block
     ista_step: float = 0.1  # η
     ista_lambd: float = 0.1  # λ
-
-    def __post_init__(self):
-        for name in ("vocab_size", "block_size", "dim", "depth", "heads", "dim_head", "overcomplete", "sparse_steps"):
-            positive_int(name, getattr(self, name))
-        if self.sparse not in SPARSE_BLOCKS:
-            raise ValueError(f"sparse must be one of {SPARSE_BLOCKS}, got {self.sparse!r}")
-        if not self.ista_step > 0:
-            raise ValueError(f"ista_step must be > 0, got {self.ista_step!r}")
-        if not self.ista_lambd >= 0:
-            raise ValueError(f"ista_lambd must be >= 0, got {self.ista_lambd!r}")
 
     @property
     def inner_dim(self) -> int:
@@ -102,8 +102,11 @@ class Config:
     def project_out(self) -> bool:
         return not (self.heads == 1 and self.dim_head == self.dim)
 
-    def replace(self, **changes) -> "Config":
-        return dataclasses.replace(self, **changes)
+
+def layer_spec(cfg: Config) -> CausalLayerSpec:
+    """The block every layer of ``cfg`` is: published MSSA with the causal mask, residual sparse coding."""
+    attention = AttentionSpec(cfg.dim, cfg.heads, cfg.dim_head, causal=True)
+    return CausalLayerSpec(attention, cfg.sparse, cfg.code_dim, cfg.sparse_steps, cfg.ista_step, cfg.ista_lambd)
 
 
 def char_small(**overrides) -> Config:
@@ -114,45 +117,28 @@ def char_small(**overrides) -> Config:
 PRESETS = {"char-small": char_small}
 
 
-def shapes(cfg: Config) -> dict:
-    """Every parameter's shape, from the config."""
+def describe(cfg: Config) -> dict:
+    """name -> Param in the order ``init`` draws them (see the module docstring)."""
     d = cfg.dim
-    out = {"tok_embedding": (cfg.vocab_size, d), "pos_embedding": (cfg.block_size, d)}
-    for i in range(cfg.depth):
-        pre = f"layers.{i}."
-        out[pre + "attn_norm.weight"] = out[pre + "attn_norm.bias"] = (d,)
-        out[pre + "attn.qkv"] = (cfg.inner_dim, d)
-        if cfg.project_out:
-            out[pre + "attn.out.weight"], out[pre + "attn.out.bias"] = (d, cfg.inner_dim), (d,)
-        out[pre + "ista_norm.weight"] = out[pre + "ista_norm.bias"] = (d,)
-        out[pre + "ista.D"] = (d, cfg.code_dim)
-    out["final_norm.weight"] = out["final_norm.bias"] = (d,)
-    return out
-
-
-def num_params(cfg: Config) -> int:
-    return int(sum(np.prod(s) for s in shapes(cfg).values()))
-
-
-def init(cfg: Config, seed: int = 0, *, dtype=TRAIN_DTYPE, device: str | None = None) -> dict:
-    """Parameters drawn on the host from ``seed`` (see the module docstring)."""
-    rng = np.random.default_rng(seed)
-    d = cfg.dim
-    p = {
-        "tok_embedding": EMBED_INIT_STD * rng.standard_normal((cfg.vocab_size, d)),
-        "pos_embedding": EMBED_INIT_STD * rng.standard_normal((cfg.block_size, d)),
+    return {
+        "tok_embedding": Param((cfg.vocab_size, d), normal(EMBED_INIT_STD)),
+        "pos_embedding": Param((cfg.block_size, d), normal(EMBED_INIT_STD)),
+        **stack.shapes(causal_layer, layer_spec(cfg), cfg.depth),
+        **layernorm(d, "final_norm."),
     }
-    for i in range(cfg.depth):
-        pre = f"layers.{i}."
-        p[pre + "attn_norm.weight"], p[pre + "attn_norm.bias"] = layernorm_default(d)
-        p[pre + "attn.qkv"], _ = linear_default(rng, cfg.inner_dim, d, bias=False)
-        if cfg.project_out:
-            p[pre + "attn.out.weight"], p[pre + "attn.out.bias"] = linear_default(rng, d, cfg.inner_dim)
-        p[pre + "ista_norm.weight"], p[pre + "ista_norm.bias"] = layernorm_default(d)
-        p[pre + "ista.D"] = kaiming_uniform(rng, (d, cfg.code_dim), fan_in=d)
-    p["final_norm.weight"], p["final_norm.bias"] = layernorm_default(d)
-    xp = get_xp(device)
-    return {k: xp.asarray(v, dtype=dtype) for k, v in p.items()}
+
+
+shapes, num_params, init = model_parameters(describe)
+
+
+def layer_subspaces(params: dict, layer: int, cfg: Config):
+    """The subspace bases ``U`` (K, d, p) of layer ``layer``'s MSSA."""
+    return subspaces(params[f"layers.{layer}.attn.qkv"], cfg.heads)
+
+
+def layer_dictionary(params: dict, layer: int, cfg: Config):
+    """The dictionary ``D`` (d, m) of layer ``layer`` (encoder and tied decoder)."""
+    return params[f"layers.{layer}.ista.D"]
 
 
 def check_tokens(tokens, cfg: Config, name: str = "tokens"):
@@ -169,96 +155,46 @@ def check_tokens(tokens, cfg: Config, name: str = "tokens"):
         raise ValueError(f"{name} must hold ids in [0, vocab_size={cfg.vocab_size})")
 
 
-def _check_params(params: dict, cfg: Config, tokens) -> None:
-    expected = shapes(cfg)
-    missing = sorted(set(expected) - set(params))
-    if missing:
-        raise ValueError(f"params is missing {missing[:5]} for this config (was it made by init with the same config?)")
-    for name, shape in expected.items():
-        if tuple(params[name].shape) != shape:
-            raise ValueError(f"params[{name!r}] has shape {tuple(params[name].shape)}, the config expects {shape}")
-    if array_module(tokens) is not array_module(params["tok_embedding"]):
-        raise TypeError("tokens and params must both be NumPy arrays or both CuPy arrays")
-
-
-class LayerCache(NamedTuple):
-    attention: AttentionCache
-    norm: LayerNormCache
-    sparse: object  # ODLCache (overcomplete) or ISTACache (ista)
-
-
 class LMCache(NamedTuple):
     cfg: Config
-    tokens: object  # (B, T) int
-    layers: list  # [LayerCache]
+    embed: TokenEmbedCache
+    stack: stack.StackCache
     final_norm: LayerNormCache
-    head_input: object  # (B, T, d): h = LN_f(Z^L), for the head's share of dE
-    tok_embedding: object  # (V, d): the tied head's weight, for dh
+    head: LinearCache  # logits = h Eᵀ, tied to the embedding
+
+    @property
+    def layers(self) -> list:
+        """The per-layer caches (:class:`whitebox.blocks.causal_layer.CausalLayerCache`)."""
+        return self.stack.layers
 
 
-def _sparse_forward(y, D, cfg: Config):
-    if cfg.sparse == "overcomplete":  # D A_T with the tied decoder D̂ = D
-        return odl_forward(y, D, D, steps=cfg.sparse_steps, step=cfg.ista_step, lambd=cfg.ista_lambd)
-    return ista_forward(y, D, cfg.ista_step, cfg.ista_lambd)
-
-
-def _sparse_backward(dout, cache):
-    if isinstance(cache, ODLCache):
-        dy, dD, dD_hat, _ = odl_backward(dout, cache)
-        dD += dD_hat  # the tied dictionary: encoder and decoder gradients add
-        return dy, dD
-    assert isinstance(cache, ISTACache)
-    return ista_backward(dout, cache)
-
-
-def forward(params: dict, tokens, cfg: Config):
+def forward(params: dict, tokens, cfg: Config, *, keep_features: bool = False):
     """Logits (B, T, vocab) of the next token at every position, and the cache for :func:`backward`."""
     check_tokens(tokens, cfg)
-    _check_params(params, cfg, tokens)
-    T = tokens.shape[1]
-    E = params["tok_embedding"]  # (V, d)
-    z = E[tokens]  # (B, T, d)
-    z += params["pos_embedding"][:T]
-    layers = []
-    for i in range(cfg.depth):
-        pre = f"layers.{i}."
-        z, attn_cache = attention_sublayer_forward(z, params, pre, heads=cfg.heads, causal=True)
-        y, norm_cache = layernorm_forward(z, params[pre + "ista_norm.weight"], params[pre + "ista_norm.bias"])
-        branch, sparse_cache = _sparse_forward(y, params[pre + "ista.D"], cfg)
-        z = z + branch
-        layers.append(LayerCache(attn_cache, norm_cache, sparse_cache))
+    check_params(params, shapes(cfg), tokens, "tokens")
+    z, embed = token_embed_forward(tokens, params["tok_embedding"], params["pos_embedding"])  # (B, T, d)
+    z, layers = stack.forward(z, params, causal_layer, layer_spec(cfg), cfg.depth, keep=keep_features)
     h, final_cache = layernorm_forward(z, params["final_norm.weight"], params["final_norm.bias"])  # (B, T, d)
-    logits = h @ E.T  # (B, T, V): the head tied to the embedding
-    return logits, LMCache(cfg, tokens, layers, final_cache, h, E)
+    logits, head_cache = tied_head_forward(h, params["tok_embedding"])  # (B, T, V)
+    return logits, LMCache(cfg, embed, layers, final_cache, head_cache)
 
 
 def backward(dlogits, cache: LMCache) -> dict:
     """Gradients of every parameter (same keys and shapes as ``params``) for ``dlogits`` (B, T, V)."""
-    cfg = cache.cfg
-    xp = array_module(dlogits)
     grads = {}
-    E = cache.tok_embedding
-    V, d = E.shape
-    # forward: logits = h Eᵀ
-    dE = dlogits.reshape(-1, V).T @ cache.head_input.reshape(-1, d)  # (V, d): the head's share
-    dz = dlogits @ E  # (B, T, d)
-    dz, grads["final_norm.weight"], grads["final_norm.bias"] = layernorm_backward(dz, cache.final_norm)
-    for i in reversed(range(cfg.depth)):
-        pre = f"layers.{i}."
-        layer = cache.layers[i]
-        # forward: z_out = z_half + SC(LN(z_half))
-        dy, grads[pre + "ista.D"] = _sparse_backward(dz, layer.sparse)
-        dz_half, grads[pre + "ista_norm.weight"], grads[pre + "ista_norm.bias"] = layernorm_backward(dy, layer.norm)
-        dz_half += dz
-        dz = attention_sublayer_backward(dz_half, layer.attention, pre, grads)
-    T = cache.tokens.shape[1]
-    grads["pos_embedding"] = xp.zeros((cfg.block_size, d), dtype=dz.dtype)
-    grads["pos_embedding"][:T] = dz.sum(axis=0)
-    # forward: z = E[tokens]; the gradient adds up over the positions holding each token
-    onehot = (cache.tokens.reshape(-1)[:, None] == xp.arange(V)).astype(dz.dtype)  # (B T, V)
-    dE += onehot.T @ dz.reshape(-1, d)
-    grads["tok_embedding"] = dE
+    dh, dE_head = tied_head_backward(dlogits, cache.head)  # (B, T, d), the head's share of dE
+    dz, grads["final_norm.weight"], grads["final_norm.bias"] = layernorm_backward(dh, cache.final_norm)
+    dz, layer_grads = stack.backward(dz, cache.stack)
+    grads.update(layer_grads)
+    dE_embed, grads["pos_embedding"] = token_embed_backward(dz, cache.embed)
+    grads["tok_embedding"] = dE_head + dE_embed  # the tied matrix: head and embedding gradients add
     return grads
+
+
+def layer_features(cache: LMCache) -> dict:
+    """Per-layer measurements of ``forward(..., keep_features=True)``: the keys of
+    :func:`whitebox.blocks.stack.layer_features` (``attention`` is causal, zero above the diagonal)."""
+    return stack.layer_features(cache.stack)
 
 
 def next_token_loss(logits, targets):

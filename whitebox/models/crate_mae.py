@@ -2,7 +2,7 @@
 
 Pai et al., "Masked Completion via Structured Diffusion with White-Box Transformers" (ICLR 2024):
 the encoder layers compress and sparsify the tokens of the visible patches; the decoder layers
-(:mod:`whitebox.layers.decoder`) run the same two steps backwards, and a linear head turns every
+(:mod:`whitebox.blocks.decoder_layer`) run the same two steps backwards, and a linear head turns every
 token back into pixels. The training signal is MAE's: hide most patches, predict their pixels.
 
 Forward, for images (B, C, H, W) and a mask that keeps ``k`` of the ``n`` patches of each image::
@@ -44,30 +44,46 @@ Public surface::
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import TRAIN_DTYPE, array_module, get_xp
-from ..init import kaiming_uniform, layernorm_default
-from ..layers.decoder import decoder_layer_backward, decoder_layer_forward
-from ..layers.embedding import conv_patch_embed_backward, conv_patch_embed_forward, patchify, unpatchify
-from ..layers.ista import ISTACache, ista_backward, ista_forward
+from ..backend import array_module
+from ..blocks import crate_layer, decoder_layer, stack
+from ..blocks.attention import AttentionSpec
+from ..blocks.crate_layer import CrateLayerSpec
+from ..blocks.decoder_layer import DecoderLayerSpec
+from ..blocks.params import Param, layernorm, model_parameters, normal, xavier_uniform, zeros
+from ..layers.embedding import (
+    ClsCache,
+    ConvEmbedCache,
+    GatherCache,
+    ScatterCache,
+    conv_patch_embed_backward,
+    conv_patch_embed_forward,
+    gather_tokens_backward,
+    gather_tokens_forward,
+    patchify,
+    prepend_cls_backward,
+    prepend_cls_forward,
+    scatter_tokens_backward,
+    scatter_tokens_forward,
+    unpatchify,
+)
 from ..layers.layernorm import LayerNormCache, layernorm_backward, layernorm_forward
 from ..layers.linear import LinearCache, linear_backward, linear_forward
-from ..validate import check_same_backend
-from .blocks import AttentionCache, attention_sublayer_backward, attention_sublayer_forward
-from .checks import check_images, positive_int
+from ..layers.mssa import subspaces
+from .checks import check_images, check_params, positive_int
+from .config import ImageConfig
 
 NORM_PIX_EPS = 1e-6  # MAE: (target − mean) / (var + 1e-6) ** 0.5
 TOKEN_INIT_STD = 0.02  # MAE: cls and mask tokens ~ N(0, 0.02²)
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ImageConfig):
     """A CRATE-MAE's hyper-parameters. The decoder is as deep as the encoder (``depth``).
 
     ``dim``, ``heads``, ``dim_head``: the encoder; ``decoder_dim``, ``decoder_heads``,
@@ -75,51 +91,28 @@ class Config:
     embedding gives each axis half the width, as sin and cos pairs).
     """
 
-    image_size: int = 32
-    patch_size: int = 4
-    channels: int = 3
-    dim: int = 192
+    NONNEGATIVE = ("ista_lambd", "mask_ratio")
+
     depth: int = 6
-    heads: int = 3
-    dim_head: int = 64
+    ista_lambd: float = 0.5  # λ of the CRATE-MAE code
     decoder_dim: int = 192
     decoder_heads: int = 3
     decoder_dim_head: int = 64
     mask_ratio: float = 0.75
     cls_token: bool = True
-    ista_step: float = 0.1  # η
-    ista_lambd: float = 0.5  # λ of the CRATE-MAE code
     norm_pix_loss: bool = False
 
     def __post_init__(self):
-        for name in ("image_size", "patch_size", "channels", "dim", "depth", "heads", "dim_head",
-                     "decoder_dim", "decoder_heads", "decoder_dim_head"):
-            positive_int(name, getattr(self, name))
-        if self.image_size % self.patch_size:
-            raise ValueError(f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
+        if not isinstance(self.mask_ratio, (int, float)) or not 0.0 <= self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio!r}")
+        super().__post_init__()
         for name in ("dim", "decoder_dim"):
             if getattr(self, name) % 4:
                 raise ValueError(f"{name} must be a multiple of 4 for the 2-D sin-cos embedding, got {getattr(self, name)}")
-        if not isinstance(self.mask_ratio, (int, float)) or not 0.0 <= self.mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio!r}")
         if self.num_keep < 1:
             raise ValueError(f"mask_ratio={self.mask_ratio} keeps no patch of {self.num_patches}; lower it")
-        if not isinstance(self.cls_token, bool) or not isinstance(self.norm_pix_loss, bool):
-            raise ValueError("cls_token and norm_pix_loss must be True or False")
         if self.norm_pix_loss and self.patch_dim < 2:
             raise ValueError("norm_pix_loss needs patches of at least 2 pixels (it divides by their variance)")
-        if not self.ista_step > 0:
-            raise ValueError(f"ista_step must be > 0, got {self.ista_step!r}")
-        if not self.ista_lambd >= 0:
-            raise ValueError(f"ista_lambd must be >= 0, got {self.ista_lambd!r}")
-
-    @property
-    def grid_size(self) -> int:
-        return self.image_size // self.patch_size
-
-    @property
-    def num_patches(self) -> int:
-        return self.grid_size**2
 
     @property
     def num_keep(self) -> int:
@@ -127,16 +120,18 @@ class Config:
         return int(self.num_patches * (1 - self.mask_ratio))
 
     @property
-    def patch_dim(self) -> int:
-        return self.channels * self.patch_size**2
-
-    @property
     def prefix_tokens(self) -> int:
         """1 with a cls token, else 0: the offset of the first patch token."""
         return int(self.cls_token)
 
-    def replace(self, **changes) -> "Config":
-        return dataclasses.replace(self, **changes)
+
+def encoder_spec(cfg: Config) -> CrateLayerSpec:
+    """The encoder's block: a CRATE layer with MAE's initialisation."""
+    return CrateLayerSpec(AttentionSpec(cfg.dim, cfg.heads, cfg.dim_head, init="xavier"), cfg.ista_step, cfg.ista_lambd)
+
+
+def decoder_spec(cfg: Config) -> DecoderLayerSpec:
+    return DecoderLayerSpec(AttentionSpec(cfg.decoder_dim, cfg.decoder_heads, cfg.decoder_dim_head, init="xavier"))
 
 
 def mnist_small(**overrides) -> Config:
@@ -250,110 +245,47 @@ def _check_mask(mask: Mask, cfg: Config, batch: int, xp) -> Mask:
 # parameters
 
 
-def _xavier_uniform(rng, out_features: int, in_features: int):
-    """``nn.init.xavier_uniform_``: ``U(−a, a)`` with ``a = √(6 / (fan_in + fan_out))``."""
-    bound = np.sqrt(6.0 / (in_features + out_features))
-    return rng.uniform(-bound, bound, size=(out_features, in_features))
-
-
-def _inner(heads, dim_head):
-    return heads * dim_head
-
-
-def _project_out(dim, heads, dim_head) -> bool:
-    """PyTorch CRATE omits MSSA's output projection when ``heads == 1`` and ``dim_head == dim``."""
-    return not (heads == 1 and dim_head == dim)
-
-
-def shapes(cfg: Config) -> dict:
-    """Every parameter's shape, from the config (the position embeddings are fixed, not parameters)."""
+def describe(cfg: Config) -> dict:
+    """name -> Param in the order ``init`` draws them (MAE's initialisation, see the module docstring;
+    the position embeddings are fixed, not parameters)."""
     d, D, P, C, p = cfg.dim, cfg.decoder_dim, cfg.patch_dim, cfg.channels, cfg.patch_size
-    out = {"embed.weight": (d, C, p, p), "embed.bias": (d,)}
+    tokens = normal(TOKEN_INIT_STD)
+    out = {"embed.weight": Param((d, C, p, p), xavier_uniform(P, d)),  # MAE: the conv weight viewed as (d, C p p)
+           "embed.bias": Param((d,), zeros)}
     if cfg.cls_token:
-        out["cls_token"] = (1, 1, d)
-    for i in range(cfg.depth):
-        pre = f"encoder.{i}."
-        out[pre + "attn_norm.weight"] = out[pre + "attn_norm.bias"] = (d,)
-        out[pre + "attn.qkv"] = (_inner(cfg.heads, cfg.dim_head), d)
-        if _project_out(d, cfg.heads, cfg.dim_head):
-            out[pre + "attn.out.weight"], out[pre + "attn.out.bias"] = (d, _inner(cfg.heads, cfg.dim_head)), (d,)
-        out[pre + "ista_norm.weight"] = out[pre + "ista_norm.bias"] = (d,)
-        out[pre + "ista.D"] = (d, d)
-    out["encoder_norm.weight"] = out["encoder_norm.bias"] = (d,)
-    out["decoder_embed.weight"], out["decoder_embed.bias"] = (D, d), (D,)
-    out["mask_token"] = (1, 1, D)
-    for i in range(cfg.depth):
-        pre = f"decoder.{i}."
-        out[pre + "linear_norm.weight"] = out[pre + "linear_norm.bias"] = (D,)
-        out[pre + "linear.weight"] = (D, D)
-        out[pre + "attn_norm.weight"] = out[pre + "attn_norm.bias"] = (D,)
-        out[pre + "attn.qkv"] = (_inner(cfg.decoder_heads, cfg.decoder_dim_head), D)
-        if _project_out(D, cfg.decoder_heads, cfg.decoder_dim_head):
-            inner = _inner(cfg.decoder_heads, cfg.decoder_dim_head)
-            out[pre + "attn.out.weight"], out[pre + "attn.out.bias"] = (D, inner), (D,)
-    out["decoder_norm.weight"] = out["decoder_norm.bias"] = (D,)
-    out["head.weight"], out["head.bias"] = (P, D), (P,)
+        out["cls_token"] = Param((1, 1, d), tokens)
+    out.update(stack.shapes(crate_layer, encoder_spec(cfg), cfg.depth, "encoder."))
+    out.update(layernorm(d, "encoder_norm."))
+    out["decoder_embed.weight"], out["decoder_embed.bias"] = Param((D, d), xavier_uniform(d, D)), Param((D,), zeros)
+    out["mask_token"] = Param((1, 1, D), tokens)
+    out.update(stack.shapes(decoder_layer, decoder_spec(cfg), cfg.depth, "decoder."))
+    out.update(layernorm(D, "decoder_norm."))
+    out["head.weight"], out["head.bias"] = Param((P, D), xavier_uniform(D, P)), Param((P,), zeros)
     return out
 
 
-def num_params(cfg: Config) -> int:
-    return int(sum(np.prod(s) for s in shapes(cfg).values()))
+shapes, num_params, init = model_parameters(describe)
 
 
-def init(cfg: Config, seed: int = 0, *, dtype=TRAIN_DTYPE, device: str | None = None) -> dict:
-    """Parameters drawn on the host from ``seed`` (MAE's initialisation, see the module docstring)."""
-    rng = np.random.default_rng(seed)
-    p = {}
-    for name, shape in shapes(cfg).items():
-        if name.endswith("norm.weight"):
-            p[name] = layernorm_default(shape[0])[0]
-        elif name.endswith("bias"):
-            p[name] = np.zeros(shape)
-        elif name in ("cls_token", "mask_token"):
-            p[name] = TOKEN_INIT_STD * rng.standard_normal(shape)
-        elif name == "embed.weight":  # MAE: xavier_uniform of the conv weight viewed as (d, C p p)
-            p[name] = _xavier_uniform(rng, shape[0], int(np.prod(shape[1:]))).reshape(shape)
-        elif name.endswith("ista.D") or name.endswith("linear.weight"):
-            p[name] = kaiming_uniform(rng, shape, fan_in=shape[1])
-        else:
-            p[name] = _xavier_uniform(rng, *shape)
-    xp = get_xp(device)
-    return {k: xp.asarray(v, dtype=dtype) for k, v in p.items()}
+def layer_subspaces(params: dict, layer: int, cfg: Config):
+    """The subspace bases ``U`` (K, d, p) of encoder layer ``layer``'s MSSA."""
+    return subspaces(params[f"encoder.{layer}.attn.qkv"], cfg.heads)
 
 
-def _check_params(params: dict, cfg: Config, images) -> None:
-    expected = shapes(cfg)
-    missing = sorted(set(expected) - set(params))
-    if missing:
-        raise ValueError(f"params is missing {missing[:5]} for this config (was it made by init with the same config?)")
-    for name, shape in expected.items():
-        if tuple(params[name].shape) != shape:
-            raise ValueError(f"params[{name!r}] has shape {tuple(params[name].shape)}, the config expects {shape}")
-    check_same_backend(images=images, params=params["embed.weight"])
-    if images.dtype != params["embed.weight"].dtype:
-        raise TypeError(f"images have dtype {images.dtype} but the parameters are "
-                        f"{params['embed.weight'].dtype}; cast the images")
-
-
-def _layer(params: dict, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+def layer_dictionary(params: dict, layer: int, cfg: Config):
+    """The ISTA dictionary ``D`` (d, d) of encoder layer ``layer``."""
+    return params[f"encoder.{layer}.ista.D"]
 
 
 # ----------------------------------------------------------------------------------------------
 # forward and backward
 
 
-class EncoderLayerCache(NamedTuple):
-    attention: AttentionCache
-    norm: LayerNormCache
-    ista: ISTACache
-
-
 class EncoderCache(NamedTuple):
-    embed: LinearCache  # the patch convolution
-    image_shape: tuple  # (C, H, W)
-    keep: object  # (B, k) int
-    layers: list  # [EncoderLayerCache]
+    embed: ConvEmbedCache  # the patch convolution
+    gather: GatherCache  # the visible patches
+    cls: ClsCache | None  # None without a cls token
+    stack: stack.StackCache
     norm: LayerNormCache
 
 
@@ -362,88 +294,70 @@ class MAECache(NamedTuple):
     encoder: EncoderCache
     decoder_embed: LinearCache
     mask: Mask
-    decoder_layers: list  # [layers.decoder.DecoderLayerCache]
+    scatter: ScatterCache  # visible tokens back in place, the mask token elsewhere
+    decoder_cls: ClsCache | None
+    decoder: stack.StackCache
     decoder_norm: LayerNormCache
     head: LinearCache
 
 
-def encode(params: dict, images, cfg: Config, keep=None):
+def encode(params: dict, images, cfg: Config, keep=None, *, keep_features: bool = False):
     """The encoder on the visible patches: tokens (B, c + k, d) (c = 1 with a cls token) and its cache.
 
     ``keep`` (B, k) holds the visible patch indices; None shows every patch (no masking).
     """
     xp = array_module(images)
-    B = images.shape[0]
     x, embed_cache = conv_patch_embed_forward(images, params["embed.weight"], params["embed.bias"], cfg.patch_size)
     pos = xp.asarray(sincos_2d(cfg.dim, cfg.grid_size, cfg.cls_token), dtype=x.dtype)  # (c + n, d)
     x += pos[cfg.prefix_tokens:]  # (B, n, d)
     if keep is None:
-        keep = no_mask(cfg, B, xp).keep
-    rows = xp.arange(B)[:, None]
-    x = x[rows, keep]  # (B, k, d): the visible patches
+        keep = no_mask(cfg, images.shape[0], xp).keep
+    x, gather_cache = gather_tokens_forward(x, keep)  # (B, k, d): the visible patches
+    cls_cache = None
     if cfg.cls_token:
-        cls = params["cls_token"] + pos[:1]  # (1, 1, d)
-        x = xp.concatenate([xp.broadcast_to(cls, (B, 1, cfg.dim)), x], axis=1)  # (B, 1 + k, d)
-    layers = []
-    for i in range(cfg.depth):
-        pre = f"encoder.{i}."
-        x, attn_cache = attention_sublayer_forward(x, params, pre, heads=cfg.heads)
-        y, norm_cache = layernorm_forward(x, params[pre + "ista_norm.weight"], params[pre + "ista_norm.bias"])
-        x, ista_cache = ista_forward(y, params[pre + "ista.D"], cfg.ista_step, cfg.ista_lambd)
-        layers.append(EncoderLayerCache(attn_cache, norm_cache, ista_cache))
+        x, cls_cache = prepend_cls_forward(x, params["cls_token"] + pos[:1])  # (B, 1 + k, d)
+    x, stack_cache = stack.forward(x, params, crate_layer, encoder_spec(cfg), cfg.depth, "encoder.", keep=keep_features)
     z, norm_cache = layernorm_forward(x, params["encoder_norm.weight"], params["encoder_norm.bias"])
-    return z, EncoderCache(embed_cache, tuple(images.shape[1:]), keep, layers, norm_cache)
+    return z, EncoderCache(embed_cache, gather_cache, cls_cache, stack_cache, norm_cache)
 
 
-def encode_backward(dz, cache: EncoderCache, cfg: Config, grads: dict) -> None:
-    """Adds the encoder's parameter gradients to ``grads`` for ``dz`` (B, c + k, d)."""
-    xp = array_module(dz)
+def encode_backward(dz, cache: EncoderCache) -> dict:
+    """The encoder's parameter gradients for ``dz`` (B, c + k, d)."""
+    grads = {}
     dx, grads["encoder_norm.weight"], grads["encoder_norm.bias"] = layernorm_backward(dz, cache.norm)
-    for i in reversed(range(cfg.depth)):
-        pre = f"encoder.{i}."
-        layer = cache.layers[i]
-        dy, grads[pre + "ista.D"] = ista_backward(dx, layer.ista)
-        dx, grads[pre + "ista_norm.weight"], grads[pre + "ista_norm.bias"] = layernorm_backward(dy, layer.norm)
-        dx = attention_sublayer_backward(dx, layer.attention, pre, grads)
-    B = dx.shape[0]
-    if cfg.cls_token:
-        grads["cls_token"] = dx[:, :1].sum(axis=0, keepdims=True)  # (1, 1, d)
-        dx = dx[:, 1:]
-    # forward: x = x_all[rows, keep]; the fixed position embedding has no gradient
-    dx_all = xp.zeros((B, cfg.num_patches, cfg.dim), dtype=dx.dtype)
-    dx_all[xp.arange(B)[:, None], cache.keep] = dx
-    _, grads["embed.weight"], grads["embed.bias"] = conv_patch_embed_backward(
-        dx_all, cache.embed, (cfg.dim, cfg.channels, cfg.patch_size, cfg.patch_size), cache.image_shape, cfg.patch_size
-    )
+    dx, layer_grads = stack.backward(dx, cache.stack, "encoder.")
+    grads.update(layer_grads)
+    if cache.cls is not None:
+        dx, grads["cls_token"], _ = prepend_cls_backward(dx, cache.cls)
+    dx = gather_tokens_backward(dx, cache.gather)  # (B, n, d); the fixed position embedding has no gradient
+    _, grads["embed.weight"], grads["embed.bias"] = conv_patch_embed_backward(dx, cache.embed)
+    return grads
 
 
-def forward(params: dict, images, cfg: Config, *, mask: Mask | None = None):
+def forward(params: dict, images, cfg: Config, *, mask: Mask | None = None, keep_features: bool = False):
     """Predicted pixels (B, n, patch_dim) of every patch, and the cache for :func:`backward`.
 
     images (B, C, H, W) float, in the parameters' dtype. ``mask`` from :func:`make_mask` (the
     encoder sees ``mask.keep``); None shows every patch (plain autoencoding, nothing masked).
+    With ``keep_features=True`` the cache also holds the encoder's :func:`layer_features`.
     """
     check_images(images, cfg)
-    _check_params(params, cfg, images)
+    check_params(params, shapes(cfg), images)
     xp = array_module(images)
     B = images.shape[0]
     mask = no_mask(cfg, B, xp) if mask is None else _check_mask(mask, cfg, B, xp)
-    z, enc_cache = encode(params, images, cfg, mask.keep)  # (B, c + k, d)
+    z, enc_cache = encode(params, images, cfg, mask.keep, keep_features=keep_features)  # (B, c + k, d)
     h, de_cache = linear_forward(z, params["decoder_embed.weight"], params["decoder_embed.bias"])  # (B, c + k, D)
-    c, D = cfg.prefix_tokens, cfg.decoder_dim
-    full = xp.empty((B, c + cfg.num_patches, D), dtype=h.dtype)  # (B, c + n, D)
-    rows = xp.arange(B)[:, None]
-    full[:, :c] = h[:, :c]
-    full[rows, c + mask.keep] = h[:, c:]
-    full[rows, c + mask.masked] = params["mask_token"]
-    full += xp.asarray(sincos_2d(D, cfg.grid_size, cfg.cls_token), dtype=h.dtype)
-    dec_caches = []
-    for i in range(cfg.depth):
-        full, layer_cache = decoder_layer_forward(full, _layer(params, f"decoder.{i}."), heads=cfg.decoder_heads)
-        dec_caches.append(layer_cache)
+    c = cfg.prefix_tokens
+    full, scatter_cache = scatter_tokens_forward(h[:, c:], mask.keep, mask.masked, params["mask_token"])  # (B, n, D)
+    cls_cache = None
+    if cfg.cls_token:
+        full, cls_cache = prepend_cls_forward(full, h[:, :1])  # (B, 1 + n, D): each image's own cls row
+    full += xp.asarray(sincos_2d(cfg.decoder_dim, cfg.grid_size, cfg.cls_token), dtype=h.dtype)
+    full, dec_cache = stack.forward(full, params, decoder_layer, decoder_spec(cfg), cfg.depth, "decoder.")
     full, norm_cache = layernorm_forward(full, params["decoder_norm.weight"], params["decoder_norm.bias"])
     pred, head_cache = linear_forward(full[:, c:], params["head.weight"], params["head.bias"])  # (B, n, P)
-    return pred, MAECache(cfg, enc_cache, de_cache, mask, dec_caches, norm_cache, head_cache)
+    return pred, MAECache(cfg, enc_cache, de_cache, mask, scatter_cache, cls_cache, dec_cache, norm_cache, head_cache)
 
 
 def backward(dpred, cache: MAECache) -> dict:
@@ -456,16 +370,24 @@ def backward(dpred, cache: MAECache) -> dict:
     dfull = xp.zeros((B, c + cfg.num_patches, cfg.decoder_dim), dtype=dpred.dtype)
     dfull[:, c:] = dfull_patches  # forward: the cls row was dropped before the head
     dfull, grads["decoder_norm.weight"], grads["decoder_norm.bias"] = layernorm_backward(dfull, cache.decoder_norm)
-    for i in reversed(range(cfg.depth)):
-        dfull, layer_grads = decoder_layer_backward(dfull, cache.decoder_layers[i])
-        grads.update({f"decoder.{i}." + k: v for k, v in layer_grads.items()})
-    # forward: full = scatter(h, keep) + mask_token at masked + pos
-    rows, mask = xp.arange(B)[:, None], cache.mask
-    grads["mask_token"] = dfull[rows, c + mask.masked].reshape(1, -1, cfg.decoder_dim).sum(axis=1, keepdims=True)
-    dh = xp.concatenate([dfull[:, :c], dfull[rows, c + mask.keep]], axis=1)  # (B, c + k, D)
+    dfull, layer_grads = stack.backward(dfull, cache.decoder, "decoder.")
+    grads.update(layer_grads)
+    # forward: full = [h_cls; scatter(h_patches, keep) + mask_token at masked] + pos
+    dcls = None
+    if cache.decoder_cls is not None:
+        dfull, dcls, _ = prepend_cls_backward(dfull, cache.decoder_cls)  # (B, n, D), (B, 1, D)
+    dh, grads["mask_token"] = scatter_tokens_backward(dfull, cache.scatter)  # (B, k, D)
+    if dcls is not None:
+        dh = xp.concatenate([dcls, dh], axis=1)  # (B, c + k, D)
     dz, grads["decoder_embed.weight"], grads["decoder_embed.bias"] = linear_backward(dh, cache.decoder_embed)
-    encode_backward(dz, cache.encoder, cfg, grads)
+    grads.update(encode_backward(dz, cache.encoder))
     return grads
+
+
+def layer_features(cache: MAECache) -> dict:
+    """The encoder's per-layer measurements of ``forward(..., keep_features=True)`` (the keys of
+    :func:`whitebox.blocks.stack.layer_features`; the tokens are the cls token and the visible patches)."""
+    return stack.layer_features(cache.encoder.stack)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -515,7 +437,7 @@ def features(params: dict, images, cfg: Config, batch_size: int = 500):
     for lo in range(0, images.shape[0], batch_size):
         chunk = images[lo:lo + batch_size]
         check_images(chunk, cfg)
-        _check_params(params, cfg, chunk)
+        check_params(params, shapes(cfg), chunk)
         z, _ = encode(params, chunk, cfg)
         out.append(z[:, cfg.prefix_tokens:].mean(axis=1))
     return xp.concatenate(out, axis=0)

@@ -1,4 +1,4 @@
-"""The CRATE-MAE decoder layer: one encoder layer run backwards (REFERENCE §7, Pai et al. 2024).
+"""The CRATE-MAE decoder layer: one encoder layer run backwards (Pai et al. 2024, §3).
 
 An encoder layer compresses, then sparsifies:
 
@@ -21,50 +21,54 @@ Decisions, following the published CRATE-MAE code (``crate_decoder.Block_CRATE``
   learned output projection with bias) with a **minus** sign and no extra scaling, on the
   LayerNorm of ``Y``; the subtraction is taken from ``Y`` itself, not from ``LN(Y)``.
 
-Code layout: tokens are rows, ``x`` (B, N, d). ``params`` holds this layer's arrays under local
-names: ``linear_norm.weight/bias`` (d,), ``linear.weight`` (d, d), ``attn_norm.weight/bias`` (d,),
-``attn.qkv`` (K p, d) and, unless the projection is omitted (K = 1, p = d), ``attn.out.weight``
-(d, K p) and ``attn.out.bias`` (d,).
+Code layout: tokens are rows, ``x`` (B, N, d). Local parameter names: ``linear_norm.weight/bias``
+(d,), ``linear.weight`` (d, d) and those of :mod:`whitebox.blocks.attention` (``attn_norm.*``,
+``attn.qkv`` and, unless the projection is omitted (K = 1, p = d), ``attn.out.*``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
-from .layernorm import LayerNormCache, layernorm_backward, layernorm_forward
-from .linear import LinearCache, linear_backward, linear_forward
-from .mssa import MSSACache, mssa_backward, mssa_forward
+from ..layers.layernorm import LayerNormCache, layernorm_backward, layernorm_forward
+from ..layers.linear import LinearCache, linear_backward, linear_forward
+from . import attention
+from .attention import AttentionSpec, BranchCache
+from .params import Param, kaiming_uniform, layernorm
+
+
+@dataclass(frozen=True)
+class DecoderLayerSpec:
+    attention: AttentionSpec  # the published form; MAE's xavier init
+
+
+def shapes(spec: DecoderLayerSpec) -> dict:
+    d = spec.attention.dim
+    # kaiming-uniform for the square map: the published decoder leaves it uninitialised
+    return {**layernorm(d, "linear_norm."), "linear.weight": Param((d, d), kaiming_uniform(d)),
+            **attention.shapes(spec.attention)}
 
 
 class DecoderLayerCache(NamedTuple):
     linear_norm: LayerNormCache  # LN(X)
     linear: LinearCache  # Y = LN(X) Wᵀ
-    attn_norm: LayerNormCache  # LN(Y)
-    mssa: MSSACache  # MSSA(LN(Y))
+    attention: BranchCache  # MSSA(LN(Y))
 
 
-def decoder_layer_forward(x, params: dict, *, heads: int):
+def forward(x, params: dict, spec: DecoderLayerSpec, keep: bool = False):
     """``X⁺ = Y − MSSA(LN(Y))`` with ``Y = LN(X) Wᵀ``: x (B, N, d) → (B, N, d)."""
     u, c1 = layernorm_forward(x, params["linear_norm.weight"], params["linear_norm.bias"])  # (B, N, d)
     y, c2 = linear_forward(u, params["linear.weight"])  # (B, N, d): Y
-    v, c3 = layernorm_forward(y, params["attn_norm.weight"], params["attn_norm.bias"])  # (B, N, d)
-    branch, c4 = mssa_forward(
-        v, params["attn.qkv"], params.get("attn.out.weight"), params.get("attn.out.bias"), heads=heads
-    )  # (B, N, d)
+    branch, c3 = attention.branch_forward(y, params, spec.attention)  # (B, N, d): MSSA(LN(Y))
     out = y - branch
-    return out, DecoderLayerCache(c1, c2, c3, c4)
+    return out, DecoderLayerCache(c1, c2, c3)
 
 
-def decoder_layer_backward(dout, cache: DecoderLayerCache):
-    """Returns ``(dx, grads)`` with ``grads`` keyed like the forward's ``params``."""
-    grads = {}
-    # forward: out = y − MSSA(v), v = LN(y)
-    dv, grads["attn.qkv"], dW_out, db_out = mssa_backward(-dout, cache.mssa)
-    if dW_out is not None:
-        grads["attn.out.weight"] = dW_out
-    if db_out is not None:
-        grads["attn.out.bias"] = db_out
-    dy, grads["attn_norm.weight"], grads["attn_norm.bias"] = layernorm_backward(dv, cache.attn_norm)
+def backward(dout, cache: DecoderLayerCache):
+    """Returns ``(dx, grads)`` under the local names of :func:`shapes`."""
+    # forward: out = y − MSSA(LN(y))
+    dy, grads = attention.branch_backward(-dout, cache.attention)
     dy += dout
     # forward: y = u Wᵀ, u = LN(x)
     du, grads["linear.weight"], _ = linear_backward(dy, cache.linear)
