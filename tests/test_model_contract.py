@@ -224,3 +224,16 @@ def test_state_dict_round_trip_with_official_names(name):
         case.model.from_torch_state_dict({k: v for k, v in sd.items() if k != "cls_token"}, case.cfg)
     with pytest.raises(ValueError, match="cls_token"):
         case.model.from_torch_state_dict({**sd, "cls_token": np.zeros((1, 1, 7))}, case.cfg)
+    name = next(iter(sd))
+    for bad, error in ((np.full_like(sd[name], np.nan), ValueError), (sd[name].astype(np.int32), TypeError),
+                       (sd[name].astype(object), TypeError)):
+        with pytest.raises(error, match=name.replace(".", r"\.")):
+            case.model.from_torch_state_dict({**sd, name: bad}, case.cfg)
+    with pytest.raises(TypeError, match="dtype"):
+        case.model.from_torch_state_dict(sd, case.cfg, dtype="int8")
+
+
+@pytest.mark.parametrize("dtype", [np.int32, "int8", bool])
+def test_init_refuses_a_non_float_dtype(case, dtype):
+    with pytest.raises(TypeError, match="dtype"):
+        case.model.init(case.cfg, seed=0, dtype=dtype)

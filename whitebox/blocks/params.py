@@ -13,6 +13,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ..backend import TRAIN_DTYPE, get_xp
+from ..init import cast_params
 
 
 class Param(NamedTuple):
@@ -84,8 +85,7 @@ def draw(described: dict, seed: int, *, dtype, device: str | None = None) -> dic
     """Every parameter drawn on the host from ``numpy.random.default_rng(seed)`` in order, then moved."""
     rng = np.random.default_rng(seed)
     host = {name: p.init(rng, p.shape) for name, p in described.items()}
-    xp = get_xp(device)
-    return {name: xp.asarray(value, dtype=dtype) for name, value in host.items()}
+    return cast_params(host, dtype, get_xp(device))  # a non-float dtype is refused, naming ``dtype``
 
 
 def model_parameters(describe: Callable):

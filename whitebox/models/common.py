@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..backend import get_xp, to_host
+from ..validate import check_float_dtype
 from ..blocks.head import HeadCache
 from ..blocks.stack import StackCache
 from ..layers.embedding import ClsCache
@@ -40,9 +41,12 @@ def state_dict_from_params(params: dict, names: dict) -> dict:
 def params_from_state_dict(state_dict: dict, names: dict, expected: dict, *, dtype=None, device: str | None = None) -> dict:
     """Parameters under whitebox names from a state dict (arrays, or tensors with ``.numpy()``).
 
-    ``expected`` maps whitebox names to shapes. Missing, unexpected or mis-shaped entries raise
-    ``ValueError`` naming them; ``dtype=None`` keeps the state dict's dtype.
+    ``expected`` maps whitebox names to shapes. Missing, unexpected, mis-shaped or non-finite
+    entries raise ``ValueError`` naming them, non-float entries (or a non-float ``dtype``)
+    ``TypeError``; ``dtype=None`` keeps the state dict's dtype.
     """
+    if dtype is not None:
+        dtype = check_float_dtype("dtype", dtype)
     missing = sorted(set(names.values()) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(names.values()))
     if missing or unexpected:
@@ -51,9 +55,13 @@ def params_from_state_dict(state_dict: dict, names: dict, expected: dict, *, dty
     params = {}
     for ours, theirs in names.items():
         value = state_dict[theirs]
-        value = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+        value = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else to_host(value))
         if value.shape != expected[ours]:
             raise ValueError(f"state_dict[{theirs!r}] has shape {value.shape}, expected {expected[ours]}")
+        if value.dtype.kind != "f":
+            raise TypeError(f"state_dict[{theirs!r}] has dtype {value.dtype}, expected floating-point weights")
+        if not np.isfinite(value).all():
+            raise ValueError(f"state_dict[{theirs!r}] holds NaN or inf values")
         params[ours] = xp.asarray(value, dtype=dtype or value.dtype)
     return params
 
