@@ -87,7 +87,7 @@ except ImportError:
     torch = None
 
 MODULES = {"crate": "whitebox.models.crate", "crate-alpha": "whitebox.models.crate_alpha"}
-# REFERENCE §8's configuration: the default when no --preset is given.
+# docs/reference.md §8's configuration: the default when no --preset is given.
 REFERENCE_SIZE = {"image_size": 32, "patch_size": 4, "channels": 3, "num_classes": 10, "dim": 192, "depth": 12,
                   "heads": 3, "dim_head": 64}
 SHAPE_FLAGS = {"image_size": "image_size", "patch_size": "patch_size", "channels": "channels", "classes": "num_classes",
@@ -492,7 +492,7 @@ def print_report(r: dict) -> None:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Without --preset the model has REFERENCE §8's size: image 32, patch 4, "
+                                epilog="Without --preset the model has docs/reference.md §8's size: image 32, patch 4, "
                                        "dim 192, depth 12, heads 3, dim_head 64, 10 classes.")
     p.add_argument("--model", choices=sorted(MODULES), default="crate")
     p.add_argument("--preset", help="a preset of the model module (tiny, small, base, …) or 'reference'")

@@ -18,7 +18,7 @@ given: ``ista_matmuls=2`` (whitebox) and ``ista_matmuls=3`` (the official code).
 block is four ``(N, d) × (d, C d)``-sized matmuls in both codes (``x D``, ``A₁ Dᵀ``,
 ``(A₁ Dᵀ − x) D``, ``A₂ D̂ᵀ``; :func:`odl_matmuls` counts the ablation variants).
 
-Check against REFERENCE §8: the official CRATE at image 32, patch 4, dim 192, depth 12, heads 3,
+Check against docs/reference.md §8: the official CRATE at image 32, patch 4, dim 192, depth 12, heads 3,
 dim_head 64, 10 classes costs 327.7 MFLOP per image forward with the three-matmul ISTA
 (``python benchmarks/flops.py`` prints it).
 """

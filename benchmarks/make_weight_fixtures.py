@@ -1,7 +1,7 @@
 """Writes the small checkpoint files of tests/data/weights/ with PyTorch (run where torch is installed).
 
 The official models (benchmarks/torch_crate.py, the published code's layout and arithmetic) with
-tiny configs, saved in the forms users meet (REFERENCE §10), each with the logits PyTorch computes
+tiny configs, saved in the forms users meet (docs/reference.md §10), each with the logits PyTorch computes
 on recorded images, so that tests/test_weights_fixtures.py checks without PyTorch that whitebox
 reads each file and gives the official logits::
 

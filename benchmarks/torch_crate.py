@@ -4,7 +4,7 @@ This file is benchmark and test scaffolding, not part of the library: whitebox n
 PyTorch. The modules follow the official code line for line (PyTorch CRATE by the Ma lab, the
 CRATE-alpha PyTorch inference port by UCSC-VLAA), so that
 
-* their ``state_dict`` names are exactly the official ones (REFERENCE §5 and §6), and
+* their ``state_dict`` names are exactly the official ones (docs/reference.md §5 and §6), and
   ``whitebox.models.crate.to_torch_state_dict`` loads into them with ``strict=True``;
 * their arithmetic is the published one, including the three-matmul ISTA
   ``relu(x + η (x W − (x Wᵀ) W) − η λ)`` that whitebox computes with two matmuls.
@@ -182,7 +182,7 @@ class Transformer(nn.Module):
 
 
 class CRATE(nn.Module):
-    """PyTorch CRATE (REFERENCE §5): patch embedding ``Patchify → LN → Linear → LN``, cls token,
+    """PyTorch CRATE (docs/reference.md §5): patch embedding ``Patchify → LN → Linear → LN``, cls token,
     position embedding, ``depth`` layers, head ``LN → Linear`` on the cls token or the mean."""
 
     def __init__(self, *, image_size, patch_size, num_classes, dim, depth, heads, pool="cls",
@@ -223,7 +223,7 @@ class CRATE(nn.Module):
 
 
 class CRATEAlpha(CRATE):
-    """CRATE-alpha (REFERENCE §6): ``conv1`` patch embedding with bias and no stem LayerNorm,
+    """CRATE-alpha (docs/reference.md §6): ``conv1`` patch embedding with bias and no stem LayerNorm,
     bias-free attention output, ``x + ODL(LN x)`` with an overcomplete dictionary, LN eps 1e-6
     in the layers (the JAX default the port keeps), head ``LN → Linear`` on the cls token.
 

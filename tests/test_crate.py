@@ -9,7 +9,7 @@ SMALL = crate.Config(image_size=8, patch_size=4, channels=2, num_classes=3, dim=
 
 
 def test_forward_matches_the_layer_equations():
-    """Recompute one CRATE forward from the equations of REFERENCE §5 with plain NumPy."""
+    """Recompute one CRATE forward from the equations of docs/reference.md §5 with plain NumPy."""
     cfg = SMALL
     params = crate.init(cfg, seed=0, dtype=np.float64)
     images = np.random.default_rng(0).standard_normal((2, 2, 8, 8))

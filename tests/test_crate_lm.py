@@ -27,7 +27,7 @@ def test_output_at_t_does_not_depend_on_later_tokens(perturbed):
 
 
 def test_forward_matches_the_layer_equations(perturbed):
-    """Recompute one forward from REFERENCE §7 with plain NumPy (tied overcomplete ISTA, tied head)."""
+    """Recompute one forward from docs/reference.md §7 with plain NumPy (tied overcomplete ISTA, tied head)."""
     cfg = SMALL
     params = perturbed(crate_lm.init(cfg, seed=1, dtype=np.float64), np.random.default_rng(1))
     tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 5))

@@ -167,7 +167,7 @@ def layer_dictionary(params: dict, layer: int, cfg: Config):
 
 
 def torch_names(cfg: Config) -> dict:
-    """whitebox parameter name -> official PyTorch CRATE state-dict name (REFERENCE §5)."""
+    """whitebox parameter name -> official PyTorch CRATE state-dict name (docs/reference.md §5)."""
     names = {
         "embed.norm_in.weight": "to_patch_embedding.1.weight",
         "embed.norm_in.bias": "to_patch_embedding.1.bias",

@@ -235,7 +235,7 @@ def layer_dictionary(params: dict, layer: int, cfg: Config):
 
 
 def torch_names(cfg: Config) -> dict:
-    """whitebox parameter name -> official CRATE-alpha PyTorch state-dict name (REFERENCE §6).
+    """whitebox parameter name -> official CRATE-alpha PyTorch state-dict name (docs/reference.md §6).
 
     ``fn.D1`` exists only for ``decoupled=True`` (the published block); the other ablation
     variants keep the same names for the parameters they have.

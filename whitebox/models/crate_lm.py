@@ -1,4 +1,4 @@
-"""Causal CRATE (CRATE-GPT): a white-box next-token model (REFERENCE §7).
+"""Causal CRATE (CRATE-GPT): a white-box next-token model (docs/reference.md §7).
 
 Each layer is the CRATE step made causal, with a residual around both halves::
 

@@ -1,4 +1,4 @@
-"""CRATE-MAE: a masked autoencoder whose encoder is CRATE and whose decoder inverts it (REFERENCE §7).
+"""CRATE-MAE: a masked autoencoder whose encoder is CRATE and whose decoder inverts it (docs/reference.md §7).
 
 Pai et al., "Masked Completion via Structured Diffusion with White-Box Transformers" (ICLR 2024):
 the encoder layers compress and sparsify the tokens of the visible patches; the decoder layers

@@ -23,7 +23,7 @@ A flax ``Dense`` computes ``x K`` where PyTorch's ``Linear`` computes ``x Wᵀ``
 ``reshape(b, n, heads, -1)``. ``D`` and ``D1`` keep their layout (the JAX einsums are the port's).
 The tokens of the conv stem come out of an NHWC image in the same (row, column) order as the
 port's NCHW conv, so the images a whitebox model takes are the port's (channels first).
-The JAX ``encoder_norm`` uses LayerNorm eps 1e-6, the port's ``mlp_head.0`` 1e-5 (REFERENCE §6).
+The JAX ``encoder_norm`` uses LayerNorm eps 1e-6, the port's ``mlp_head.0`` 1e-5 (docs/reference.md §6).
 
 Public surface::
 

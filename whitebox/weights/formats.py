@@ -3,7 +3,7 @@
 Three formats, told apart by their content (not their extension, since checkpoints come as
 ``.pth``, ``.pt``, ``.pth.tar``, ``.t7``, ``.bin`` ...):
 
-* **PyTorch's zip format** (``torch.save`` since 1.6, REFERENCE §10): ``<archive>/data.pkl`` is a
+* **PyTorch's zip format** (``torch.save`` since 1.6, docs/reference.md §10): ``<archive>/data.pkl`` is a
   pickle whose tensors are ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)``
   with each storage a *persistent id* ``('storage', torch.FloatStorage, key, location, numel)``
   naming the raw little-endian bytes in ``<archive>/data/<key>``. It is read by a restricted

@@ -1,7 +1,7 @@
 """A model's parameters from any weights file, and converting between files: what the CLI calls.
 
 The file may be any format :mod:`whitebox.weights.formats` reads, in the official PyTorch names
-(CRATE, REFERENCE §5; CRATE-alpha's port, §6) or, for CRATE-alpha, big_vision's JAX layout
+(CRATE, docs/reference.md §5; CRATE-alpha's port, §6) or, for CRATE-alpha, big_vision's JAX layout
 (:mod:`whitebox.weights.big_vision`). A position embedding made for another patch grid is
 interpolated to the config's grid (:mod:`whitebox.weights.resize`), so a checkpoint runs at
 another image size. The model is the one the config belongs to.
