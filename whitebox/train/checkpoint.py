@@ -63,6 +63,11 @@ def load_checkpoint(path) -> Checkpoint:
     if not path.is_file():
         raise NoCheckpointError(f"no checkpoint at {path}")
     try:
+        with zipfile.ZipFile(path) as archive:  # every member's CRC-32: a flipped bit is found here
+            damaged = archive.testzip()
+        if damaged is not None:
+            raise CheckpointError(f"{path} is corrupt (entry {damaged!r} fails its CRC-32 check); train again, or "
+                                  "use an intact copy")
         with np.load(path, allow_pickle=False) as archive:
             if _META not in archive.files:
                 raise CheckpointError(f"{path} is not a whitebox checkpoint (it has no {_META!r} entry)")
