@@ -138,23 +138,26 @@ def test_stop_save_resume_equals_uninterrupted_run(mnist, tmp_path):
     assert without_timing(split) == without_timing(whole)  # epoch 2's averages span both sessions
 
 
+class InterruptAt:
+    """A task whose ``calls + 1``-th loss raises KeyboardInterrupt (Ctrl-C during step ``calls``)."""
+
+    def __init__(self, task, calls):
+        self.task, self.calls, self.steps_per_epoch = task, calls, task.steps_per_epoch
+
+    def batches(self, epoch, start=0):
+        return self.task.batches(epoch, start)
+
+    def loss_and_grads(self, params, batch, rng):
+        self.calls -= 1
+        if self.calls < 0:
+            raise KeyboardInterrupt
+        return self.task.loss_and_grads(params, batch, rng)
+
+    def evaluate(self, params):
+        return self.task.evaluate(params)
+
+
 def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(mnist, tmp_path):
-    class InterruptAt:
-        def __init__(self, task, calls):
-            self.task, self.calls, self.steps_per_epoch = task, calls, task.steps_per_epoch
-
-        def batches(self, epoch, start=0):
-            return self.task.batches(epoch, start)
-
-        def loss_and_grads(self, params, batch, rng):
-            self.calls -= 1
-            if self.calls < 0:
-                raise KeyboardInterrupt
-            return self.task.loss_and_grads(params, batch, rng)
-
-        def evaluate(self, params):
-            return self.task.evaluate(params)
-
     optimizer = AdamW(3e-3)
     task = make_task(mnist)
     with pytest.raises(TrainingInterrupted) as stop:
@@ -175,6 +178,36 @@ def test_deferred_interrupt_lets_the_block_finish():
             done.append("update finished")
     assert done == ["update finished"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_second_ctrl_c_waits_for_the_save_of_the_first(mnist, tmp_path, monkeypatch):
+    import whitebox.train.loop as loop
+
+    saves = []
+    save = loop._Run.save
+
+    def save_interrupted_again(run, state):
+        os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C, during the save of the first
+        saves.append(save(run, state))
+        return saves[-1]
+
+    optimizer = AdamW(3e-3)
+    task = make_task(mnist)
+    monkeypatch.setattr(loop._Run, "save", save_interrupted_again)
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 3"):
+        train(InterruptAt(task, calls=3), fresh_state(optimizer), optimizer, tmp_path)
+    assert len(saves) == 1 and load_checkpoint(saves[0]).meta["step"] == 3  # the save ran to its end
+
+
+def test_sigterm_is_deferred_like_ctrl_c_while_training():
+    from whitebox.train.interrupt import terminate_as_interrupt
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with terminate_as_interrupt(), deferred_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.append("update finished")
+    assert done == ["update finished"] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 def test_deferred_interrupt_keeps_an_ignored_sigint_ignored():

@@ -222,7 +222,10 @@ def fit(task: Task, state: TrainState, optimizer, schedule: Callable[[int], floa
             if run.saved_step != state.step:
                 run.save(state)
         except KeyboardInterrupt:
-            with deferred_interrupt():  # a second Ctrl-C waits for the save
-                saved = run.save(state)
-            raise TrainingInterrupted(state.step, saved) from None
+            try:
+                with deferred_interrupt():  # a second Ctrl-C waits for the save ...
+                    run.save(state)
+            except KeyboardInterrupt:  # ... and then changes nothing
+                pass
+            raise TrainingInterrupted(state.step, run.paths.checkpoint) from None
     return state
