@@ -1,4 +1,4 @@
-"""Attention maps and feature PCA (whitebox.attention_maps) and ``whitebox attention``.
+"""Attention maps and feature PCA (whitebox.analysis.attention_maps) and ``whitebox attention``.
 
 What is checked: the cls-token maps are row 0 of the model's own softmax restricted to the patch
 keys, laid out on the patch grid; nearest and bilinear upsampling give the values they should;

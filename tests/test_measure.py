@@ -1,4 +1,4 @@
-"""Layer-by-layer measurement (whitebox.measure) and the approximation checks (whitebox.approximations).
+"""Layer-by-layer measurement (whitebox.analysis.layerwise) and the approximation checks (whitebox.analysis.approximations).
 
 What is checked: every measured value equals the rate functions of whitebox.rate called directly on
 features rebuilt independently from the model's cache; the published convention equals its
@@ -51,7 +51,7 @@ def images():
 
 
 def reference_stages(params, images, cfg, model):
-    """Z^0, Z^½, …, Z^L and the codes, straight from layer_features (not from whitebox.measure)."""
+    """Z^0, Z^½, …, Z^L and the codes, straight from layer_features (not from whitebox.analysis)."""
     logits, cache = model.forward(params, images, cfg, keep_features=True)
     feats = model.layer_features(cache)
     Z = []

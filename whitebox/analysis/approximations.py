@@ -19,7 +19,7 @@ length: ``dist_exact = ‖Z⁺ − Z⁺_exact‖ / ‖Z⁺_exact − Z‖`` (lik
 ``dist_tied``). All are per image, averaged. :func:`sweep` runs it over a grid of κ and ε.
 
 On a real layer (:func:`sweep_layer`), ``Z`` is ``LN_attn^ℓ(Z^ℓ)``, the tokens the layer's MSSA
-reads (:func:`whitebox.measure.attention_input`), and ``U = U^ℓ`` from its ``qkv`` weight. Every
+reads (:func:`whitebox.analysis.layerwise.attention_input`), and ``U = U^ℓ`` from its ``qkv`` weight. Every
 method is applied to those same tokens; in the model the published branch is added to the
 un-normalised ``Z^ℓ`` instead.
 

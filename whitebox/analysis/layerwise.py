@@ -78,7 +78,6 @@ Values are per image, then averaged over the images (``values``), with their sta
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from types import ModuleType

@@ -35,7 +35,7 @@ from types import ModuleType
 from ..data import dataset_info
 from ..data.catalog import check_dataset
 from ..models import crate_lm, crate_mae
-from ..models.registry import available_models, get_model
+from ..models.registry import get_model
 
 TASKS = ("classification", "mae", "lm")
 OPTIMIZERS = ("adamw", "lion", "sgd")
@@ -229,7 +229,8 @@ def resolve_config(model: str | None = None, preset: str | None = None, *, task:
         raise ConfigError(f"preset {preset!r} is a {recipe.task} preset, not a {task} one; choose one of {names}")
     model = model or recipe.model_name
     module = model_module(model)
-    if (model in GENERATIVE_MODELS) != (task != "classification") or task != "classification" and model != DEFAULT_MODEL[task]:
+    learns_task = model not in GENERATIVE_MODELS if task == "classification" else model == DEFAULT_MODEL[task]
+    if not learns_task:
         raise ConfigError(f"model {model!r} does not learn the {task} task")
     given = {k: v for k, v in overrides.items() if v is not None}
     unknown = sorted(set(given) - set(RECIPE_FIELDS) - set(RUN_FIELDS))

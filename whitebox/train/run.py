@@ -71,7 +71,6 @@ class LoadedRun:
     params: dict  # on the device, in the run's dtype
     meta: dict  # the checkpoint's metadata (step, tokenizer ...)
     path: Path  # the checkpoint file
-    checkpoint: Checkpoint
 
     @property
     def step(self) -> int:
@@ -246,7 +245,7 @@ def load_run(path, *, device: str | None = None) -> LoadedRun:
     xp = get_xp(resolve_device(device or checkpoint.meta.get("device")))
     dtype = np.dtype(config.dtype).type
     params = {k: xp.asarray(v, dtype=dtype) for k, v in checkpoint.params.items()}
-    return LoadedRun(config, config.model_module(), config.model_cfg(), params, checkpoint.meta, file, checkpoint)
+    return LoadedRun(config, config.model_module(), config.model_cfg(), params, checkpoint.meta, file)
 
 
 def evaluate_checkpoint(path, *, device: str | None = None, data_dir=None, eval_batch_size: int | None = None) -> dict:
