@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Beyond classification: CRATE-MAE on MNIST and a causal CRATE on Shakespeare, measured on the CPU.
 
-Both models train through the shared loop (``whitebox.train.task_runs.start_task_run``, the code
+Both models train through the shared loop (``whitebox.train.start_run``, the code
 behind ``whitebox train --task mae|lm``) in a temporary run folder, then the script measures:
 
 **CRATE-MAE** (preset ``mnist-mae``: 7×7 patches of 4×4, width 64, 3 encoder + 3 decoder layers,
@@ -70,7 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from whitebox.layers.embedding import patchify  # noqa: E402
 from whitebox.models import crate_lm, crate_mae  # noqa: E402
-from whitebox.train.task_runs import load_task_checkpoint, resolve_task_config, start_task_run  # noqa: E402
+from whitebox.train import load_run, resolve_config, start_run  # noqa: E402
 
 RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)  # λ / n_train candidates
 
@@ -146,13 +146,14 @@ def encoder_features(params, cfg, images, batch=1000):
 def run_mae(args, folder: Path) -> dict:
     from whitebox.data import load_dataset
 
-    config = resolve_task_config("mae", "mnist-mae", epochs=args.mae_epochs, batch_size=args.mae_batch_size,
-                                 seed=args.seed)
+    config = resolve_config(preset="mnist-mae", epochs=args.mae_epochs, batch_size=args.mae_batch_size,
+                            seed=args.seed)
     log(f"[mae] training {config.model} for {config.epochs} epochs of batch {config.batch_size} ...")
     began = time.perf_counter()
-    result = start_task_run(config, folder / "mae", device="cpu", quiet=True)
+    result = start_run(config, folder / "mae", device="cpu", quiet=True)
     train_seconds = time.perf_counter() - began
-    _, cfg, params, _ = load_task_checkpoint(result.paths.checkpoint, "mae", device="cpu")
+    run = load_run(result.paths.checkpoint, device="cpu")
+    cfg, params = run.cfg, run.params
     untrained = crate_mae.init(cfg, seed=config.seed)
     train_images, train_labels = load_dataset("mnist", "train")
     test_images, test_labels = load_dataset("mnist", "test")
@@ -198,21 +199,21 @@ def bigram_bits(train_ids, val_ids, vocab_size: int) -> float:
 
 
 def run_lm(args, folder: Path) -> dict:
-    from whitebox.data.text import CharTokenizer, load_shakespeare, split_text
+    from whitebox.data.text import load_shakespeare, split_text
     from whitebox.train.lm_task import evaluate_tokens
 
-    config = resolve_task_config(
-        "lm", "shakespeare-char", epochs=args.lm_epochs, batch_size=args.lm_batch_size, lr=args.lm_lr,
+    config = resolve_config(
+        preset="shakespeare-char", epochs=args.lm_epochs, batch_size=args.lm_batch_size, lr=args.lm_lr,
         seed=args.seed, warmup_epochs=0.1,
         model_overrides=dict(block_size=args.lm_context, dim=args.lm_dim, depth=args.lm_depth,
                              heads=args.lm_heads, dim_head=args.lm_dim // args.lm_heads),
         data_overrides=dict(steps_per_epoch=args.lm_steps_per_epoch, eval_windows=64))
     log(f"[lm] training for {config.epochs} x {args.lm_steps_per_epoch} steps of batch {config.batch_size} ...")
     began = time.perf_counter()
-    result = start_task_run(config, folder / "lm", device="cpu", quiet=True)
+    result = start_run(config, folder / "lm", device="cpu", quiet=True)
     train_seconds = time.perf_counter() - began
-    _, cfg, params, meta = load_task_checkpoint(result.paths.checkpoint, "lm", device="cpu")
-    tokenizer = CharTokenizer.from_json(meta["tokenizer"])
+    run = load_run(result.paths.checkpoint, device="cpu")
+    cfg, params, tokenizer = run.cfg, run.params, run.tokenizer()
     train_text, val_text = split_text(load_shakespeare(), config.data["val_fraction"])
 
     log("[lm] bits per character on the whole validation text ...")

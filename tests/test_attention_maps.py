@@ -1,4 +1,4 @@
-"""Attention maps and feature PCA (whitebox.attention_maps) and ``whitebox attention``.
+"""Attention maps and feature PCA (whitebox.analysis.attention_maps) and ``whitebox attention``.
 
 What is checked: the cls-token maps are row 0 of the model's own softmax restricted to the patch
 keys, laid out on the patch grid; nearest and bilinear upsampling give the values they should;
@@ -10,21 +10,20 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from whitebox.attention_maps import (
+from whitebox.analysis.attention_maps import (
     attention_on_object,
     cls_attention,
     object_patches,
     patch_grid,
     patch_qkv_features,
     pca_rgb,
-    plot_attention_grid,
     upsample,
 )
 from whitebox.cli import main
 from whitebox.data import DatasetNotFoundError, dataset_info, load_dataset, normalize
 from whitebox.layers.layernorm import layernorm_forward
+from whitebox.figures import plot_attention_grid
 from whitebox.models import crate, crate_alpha
-from whitebox.train import resolve_config, start_run
 
 SHAPE = dict(image_size=28, patch_size=7, channels=1, num_classes=10)
 TINY = crate.Config(**SHAPE, dim=32, depth=2, heads=2, dim_head=16)
@@ -127,15 +126,12 @@ def test_grid_png_is_written_and_loads(mnist, tmp_path, mode):
     assert image.shape[0] > image.shape[1] * 0.8  # 6 rows of 4 columns
 
 
-def test_attention_command_on_a_trained_checkpoint(mnist, tmp_path, capsys):
-    config = resolve_config("crate", "mnist-demo", model_overrides=dict(dim=16, depth=2, heads=2, dim_head=8),
-                            epochs=1, batch_size=64, train_limit=128, test_limit=64, augment=False)
-    start_run(config, tmp_path / "run", quiet=True)
+def test_attention_command_on_a_trained_checkpoint(tiny_run, tmp_path, capsys):
     out = tmp_path / "grid.png"
-    argv = ["attention", "--checkpoint", str(tmp_path / "run"), "--images", "3", "--layer", "0", "--out", str(out),
+    argv = ["attention", "--checkpoint", str(tiny_run), "--images", "3", "--layer", "0", "--out", str(out),
             "--upsample", "bilinear"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "wrote" in printed and "on object patches" in printed
     assert out.stat().st_size > 0 and imread(out).ndim == 3
-    assert main(["attention", "--checkpoint", str(tmp_path / "run"), "--layer", "5", "--out", str(out)]) == 1
+    assert main(["attention", "--checkpoint", str(tiny_run), "--layer", "5", "--out", str(out)]) == 1

@@ -1,4 +1,4 @@
-"""Layer-by-layer measurement (whitebox.measure) and the approximation checks (whitebox.approximations).
+"""Layer-by-layer measurement (whitebox.analysis.layerwise) and the approximation checks (whitebox.analysis.approximations).
 
 What is checked: every measured value equals the rate functions of whitebox.rate called directly on
 features rebuilt independently from the model's cache; the published convention equals its
@@ -14,27 +14,26 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from whitebox import approximations as ap
+from whitebox.analysis import approximations as ap
 from whitebox.cli import main
 from whitebox.compression_step import gradient_step, neumann_step, tied_mssa_step
 from whitebox.data import DatasetNotFoundError, dataset_info, load_dataset, normalize
 from whitebox.layers.layernorm import layernorm_forward
 from whitebox.layers.mssa import subspaces
-from whitebox.measure import (
+from whitebox.analysis.layerwise import (
     PUBLISHED_EPS,
     LayerwiseMeasurement,
     findings,
     forward_stages,
     load_trained,
-    measure_checkpoint,
     measure_layerwise,
-    plot_layerwise,
     stages,
 )
+from whitebox.analysis.measure import measure_checkpoint
+from whitebox.figures import plot_layerwise, plot_measurement, plot_sweep
 from whitebox.models import crate, crate_alpha
 from whitebox.blocks import head
 from whitebox.rate import coding_rate, compression_rate, sparse_rate_reduction
-from whitebox.train import resolve_config, start_run
 
 SHAPE = dict(image_size=28, patch_size=7, channels=1, num_classes=10)
 TINY_CRATE = crate.Config(**SHAPE, dim=32, depth=2, heads=2, dim_head=16)
@@ -51,17 +50,8 @@ def images():
     return normalize(x[:12], info.mean, info.std, dtype=np.float64)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, images):
-    out = tmp_path_factory.mktemp("run")
-    config = resolve_config("crate", "mnist-demo", model_overrides=dict(dim=16, depth=2, heads=2, dim_head=8),
-                            epochs=1, batch_size=64, train_limit=128, test_limit=64, augment=False)
-    start_run(config, out, quiet=True)
-    return out
-
-
 def reference_stages(params, images, cfg, model):
-    """Z^0, Z^½, …, Z^L and the codes, straight from layer_features (not from whitebox.measure)."""
+    """Z^0, Z^½, …, Z^L and the codes, straight from layer_features (not from whitebox.analysis)."""
     logits, cache = model.forward(params, images, cfg, keep_features=True)
     feats = model.layer_features(cache)
     Z = []
@@ -183,7 +173,7 @@ def test_sweep_layer_uses_the_layers_own_tokens_and_plots(images, tmp_path):
     X = ln_of_layer(Z[2], params, 1, 1e-5)
     U = subspaces(params["layers.1.attn.qkv"], TINY_CRATE.heads)
     assert rows[0]["rc_before"] == pytest.approx(compression_rate(X, U, rows[0]["eps"]).mean(), rel=1e-12)
-    path = ap.plot_sweep(rows, tmp_path / "sweep.png")
+    path = plot_sweep(rows, tmp_path / "sweep.png")
     assert path.stat().st_size > 0 and imread(path).ndim == 3
     assert "| layer | kappa |" in ap.table_markdown(rows)
 
@@ -213,7 +203,10 @@ def test_measure_checkpoint_writes_tables_and_figures(tiny_run, tmp_path):
     init = run.initial_params()
     fresh = crate.init(run.cfg, seed=run.config.seed)
     assert all(np.array_equal(init[k], fresh[k]) for k in fresh)
-    results = measure_checkpoint(tiny_run, n_images=16, out=tmp_path / "m")
+    measured = measure_checkpoint(tiny_run, n_images=16)
+    measured.write_tables(tmp_path / "m")
+    plot_measurement(measured, tmp_path / "m")
+    results = measured.results
     assert set(results) == {"whitebox", "published"}
     trained = results["whitebox"]["trained"]
     assert trained.n_images == 16 and len(trained.stages) == 2 * run.cfg.depth + 1
@@ -231,3 +224,5 @@ def test_measure_command(tiny_run, tmp_path, capsys):
     assert "whitebox convention" in printed and "published convention" in printed
     assert (tmp_path / "o" / "layerwise.png").stat().st_size > 0
     assert main(["measure", "--checkpoint", str(tmp_path / "nowhere")]) == 1
+    with pytest.raises(ValueError, match="--sweep-layer must be a layer of the model, 0 to 1, got 99"):
+        measure_checkpoint(tiny_run, n_images=4, sweep_layer=99)

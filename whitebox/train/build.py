@@ -1,27 +1,40 @@
-"""From a :class:`RunConfig` to the objects of a run: data, task, optimiser, schedule, parameters."""
+"""From a :class:`RunConfig` to the objects of a run: the task (its data), optimiser, schedule, parameters.
+
+Each task plugs in here through one builder, ``BUILDERS[config.task](config, xp, data_dir,
+tokenizer, train)``, which reads the task's data and returns ``(task, config, meta)``: the
+:class:`whitebox.train.task.Task` object, the config completed with what the data fixes (the
+vocabulary size of a character model), and what a checkpoint must carry besides the config
+(the character vocabulary).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from types import ModuleType
 
 import numpy as np
 
 from ..data import dataset_info, default_augmentation, load_dataset
-from ..models.registry import get_model
-from ..optim import SGD, AdamW, Lion
+from ..data.text import CharTokenizer, load_shakespeare, split_text
+from ..optim import SGD, AdamW, Lion, decay_mask
 from ..schedules import warmup_cosine
 from .classification import ClassificationTask
 from .config import RunConfig
+from .lm_task import LMTask
+from .mae_task import MAETask
+
+NO_DECAY = {"mask_token"}  # CRATE-MAE's learned input, like the position embeddings
 
 
-def make_optimizer(config: RunConfig):
-    """The optimiser named by the config; weight decay reaches only :func:`whitebox.optim.decay_mask`."""
+def make_optimizer(config: RunConfig, params: dict):
+    """The config's optimiser; weight decay reaches :func:`whitebox.optim.decay_mask` minus :data:`NO_DECAY`."""
+    decay = set(decay_mask(params)) - NO_DECAY
     if config.optimizer == "adamw":
-        return AdamW(config.lr, weight_decay=config.weight_decay)
+        return AdamW(config.lr, betas=config.betas, weight_decay=config.weight_decay, decay=decay)
     if config.optimizer == "lion":
-        return Lion(config.lr, weight_decay=config.weight_decay)
-    return SGD(config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)
+        return Lion(config.lr, betas=config.betas, weight_decay=config.weight_decay, decay=decay)
+    return SGD(config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay, decay=decay)
 
 
 def make_schedule(config: RunConfig, steps_per_epoch: int):
@@ -31,29 +44,58 @@ def make_schedule(config: RunConfig, steps_per_epoch: int):
     return partial(warmup_cosine, base_lr=config.lr, total_steps=total, warmup_steps=warmup, min_lr=config.min_lr)
 
 
-def load_splits(config: RunConfig, data_dir=None) -> tuple[tuple, tuple]:
-    """``(train, test)``, each ``(images uint8 (N, C, H, W), labels (N,))`` on the host, limits applied."""
-    train = load_dataset(config.dataset, "train", data_dir)
-    test = load_dataset(config.dataset, "test", data_dir)
-    return _first(train, config.train_limit), _first(test, config.test_limit)
+def init_params(config: RunConfig, device: str) -> dict:
+    """Fresh parameters of the config's model, drawn from its seed, on ``device``."""
+    return config.model_module().init(config.model_cfg(), seed=config.seed, dtype=np.dtype(config.dtype).type,
+                                      device=device)
 
 
-def _first(split: tuple, limit: int | None) -> tuple:
-    return split if limit is None else (split[0][:limit], split[1][:limit])
+def _first(split, limit: int | None):
+    return split if limit is None else tuple(a[:limit] for a in split)
 
 
-def make_task(config: RunConfig, train: tuple, test: tuple, xp: ModuleType = np) -> ClassificationTask:
-    """The classification task of the config, sending its batches to ``xp``."""
-    return ClassificationTask(
-        get_model(config.model), config.model_cfg(), train, test, dataset_info(config.dataset),
+def _images(config: RunConfig, data_dir, train: bool) -> tuple[tuple, tuple]:
+    """``(train, test)`` splits ``(images uint8 (N, C, H, W), labels (N,))``, limits applied; no train split
+    (empty arrays) unless ``train``."""
+    test = _first(load_dataset(config.dataset, "test", data_dir), config.test_limit)
+    if not train:
+        return tuple(a[:0] for a in test), test
+    return _first(load_dataset(config.dataset, "train", data_dir), config.train_limit), test
+
+
+def build_classification(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: bool):
+    train_split, test = _images(config, data_dir, train)
+    task = ClassificationTask(
+        config.model_module(), config.model_cfg(), train_split, test, dataset_info(config.dataset),
         batch_size=config.batch_size, seed=config.seed,
         augmentation=default_augmentation(config.dataset) if config.augment else None,
         label_smoothing=config.label_smoothing, dtype=np.dtype(config.dtype).type, xp=xp,
-        eval_batch_size=config.eval_batch_size,
-    )
+        eval_batch_size=config.eval_batch_size)
+    return task, config, {}
 
 
-def init_params(config: RunConfig, device: str) -> dict:
-    """Fresh parameters of the config's model, drawn from its seed, on ``device``."""
-    model = get_model(config.model)
-    return model.init(config.model_cfg(), seed=config.seed, dtype=np.dtype(config.dtype).type, device=device)
+def build_mae(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: bool):
+    (train_images, _), (test_images, _) = _images(config, data_dir, train)
+    task = MAETask(config.model_cfg(), train_images, test_images, batch_size=config.batch_size, seed=config.seed,
+                   dtype=np.dtype(config.dtype).type, xp=xp, eval_batch_size=config.eval_batch_size)
+    return task, config, {}
+
+
+def build_lm(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: bool):
+    """The vocabulary is built from the training text (or is ``tokenizer``, the one a checkpoint carries)."""
+    train_text, val_text = split_text(load_shakespeare(), config.data["val_fraction"])
+    tokenizer = tokenizer or CharTokenizer.from_text(train_text)
+    config = dataclasses.replace(config, model_config={**config.model_config, "vocab_size": tokenizer.vocab_size})
+    task = LMTask(config.model_cfg(), tokenizer.encode(train_text), tokenizer.encode(val_text),
+                  batch_size=config.batch_size, steps_per_epoch=config.data["steps_per_epoch"], seed=config.seed,
+                  xp=xp, eval_windows=config.data["eval_windows"])
+    return task, config, {"tokenizer": tokenizer.to_json()}
+
+
+BUILDERS = {"classification": build_classification, "mae": build_mae, "lm": build_lm}
+
+
+def build_task(config: RunConfig, xp: ModuleType = np, *, data_dir=None, tokenizer: CharTokenizer | None = None,
+               train: bool = True):
+    """``(task, config, meta)`` of the config (module doc); ``train=False`` skips the training images."""
+    return BUILDERS[config.task](config, xp, data_dir, tokenizer, train)

@@ -7,15 +7,19 @@ One step, at update ``t``::
     optimizer.step(params, grads, state, lr=schedule(t))       # Ctrl-C waits for it to finish
 
 and at the end of each epoch: evaluate on the held-out split, append a line to ``metrics.jsonl``,
-save the checkpoint, redraw the curves. What the loop guarantees:
+save the checkpoint, redraw the curves (with the ``curves`` function given, e.g.
+:func:`whitebox.figures.plot_curves`). What the loop guarantees:
 
 * **Exact resume.** Batches come from ``task.batches(epoch, start)`` (order fixed by the seed and
   the epoch) and randomness from ``step_rng(seed, t)``, so a run resumed from a checkpoint at
   any step, even mid-epoch, takes exactly the steps the uninterrupted run would have taken.
-* **Ctrl-C saves.** A ``KeyboardInterrupt`` saves a checkpoint and re-raises as
-  :class:`TrainingInterrupted`, which says where the checkpoint is.
+* **Ctrl-C and SIGTERM save.** A ``KeyboardInterrupt`` (or SIGTERM) saves a checkpoint and re-raises
+  as :class:`TrainingInterrupted`, which says where the checkpoint is; a second Ctrl-C waits for
+  that save.
 * **Divergence stops.** A non-finite loss or gradient raises :class:`NonFiniteLossError` naming
   the step, *before* the update and without saving: the last checkpoint stays the last good one.
+  A non-finite evaluation raises :class:`NonFiniteEvaluationError` before the epoch is logged or
+  saved, for the same reason.
 """
 
 from __future__ import annotations
@@ -27,11 +31,10 @@ from typing import Callable
 
 from ..backend import array_module
 from ..optim import clip_grad_norm
+from ..io import RunPaths
 from .checkpoint import save_checkpoint
-from .files import RunPaths
-from .interrupt import deferred_interrupt
+from .interrupt import deferred_interrupt, terminate_as_interrupt
 from .metrics import EpochMeter, append_metrics, read_metrics
-from .plots import plot_curves
 from .progress import bar_postfix, epoch_bar
 from .state import TrainState
 from .task import Task, step_rng
@@ -49,6 +52,17 @@ class NonFiniteLossError(FloatingPointError):
             f"non-finite loss at step {step} (epoch {epoch + 1}, batch {batch + 1}): loss {loss}, "
             f"gradient norm {grad_norm}. The run stopped before applying this update; {kept}."
         )
+
+
+class NonFiniteEvaluationError(FloatingPointError):
+    """The end-of-epoch evaluation gave a NaN or infinite metric; nothing of that epoch was saved."""
+
+    def __init__(self, step: int, evaluation: dict, checkpoint: Path, saved_step: int | None):
+        self.step, self.checkpoint, self.saved_step = step, checkpoint, saved_step
+        kept = (f"the last good checkpoint, {checkpoint} (step {saved_step}), is kept"
+                if saved_step is not None else "no checkpoint had been written yet")
+        bad = {k: v for k, v in evaluation.items() if not math.isfinite(v)}
+        super().__init__(f"non-finite evaluation at step {step}: {bad}. The epoch was not logged or saved; {kept}.")
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -74,8 +88,9 @@ class _Run:
     """The fixed parts of one call of :func:`fit`, so that each phase is a short method."""
 
     def __init__(self, task, optimizer, schedule, *, epochs, seed, paths, meta, clip_grad, max_steps,
-                 saved_step, quiet, echo):
-        self.task, self.optimizer, self.schedule = task, optimizer, schedule
+                 saved_step, quiet, echo, curves, on_step):
+        self.task, self.optimizer, self.schedule, self.curves = task, optimizer, schedule, curves
+        self.on_step = on_step
         self.epochs, self.seed, self.paths, self.meta = epochs, seed, paths, meta
         self.clip_grad, self.quiet, self.echo = clip_grad, quiet, echo
         self.steps_per_epoch = task.steps_per_epoch
@@ -123,12 +138,16 @@ class _Run:
             self.optimizer.step(state.params, grads, state.opt_state, lr=lr)
             state.step += 1
             state.meter.add(metrics)
+        if self.on_step is not None:
+            self.on_step(state.step, loss)
 
     def finish_epoch(self, state: TrainState) -> None:
         """Evaluate, log a line, save the checkpoint, redraw the curves, print a summary."""
         began = time.perf_counter()
         evaluation = self.task.evaluate(state.params)
         eval_time = time.perf_counter() - began
+        if not all(math.isfinite(v) for v in evaluation.values()):
+            raise NonFiniteEvaluationError(state.step, evaluation, self.paths.checkpoint, self.saved_step)
         record = {
             "epoch": state.logged_epochs + 1,
             "step": state.step,
@@ -146,7 +165,8 @@ class _Run:
             state.meter, state.epoch_time = EpochMeter(), 0.0
             state.train_time += eval_time
         self.save(state)
-        plot_curves(read_metrics(self.paths.metrics), self.paths.curves, title=self.meta.get("title", ""))
+        if self.curves is not None:
+            self.curves(read_metrics(self.paths.metrics), self.paths.curves, title=self.meta.get("title", ""))
         if not self.quiet:
             self.echo(epoch_summary(record, self.epochs))
 
@@ -166,7 +186,8 @@ def epoch_summary(record: dict, epochs: int) -> str:
 
 def fit(task: Task, state: TrainState, optimizer, schedule: Callable[[int], float], *, epochs: int, seed: int,
         paths: RunPaths, meta: dict | None = None, clip_grad: float | None = None, max_steps: int | None = None,
-        saved_step: int | None = None, quiet: bool = False, echo: Callable[[str], None] = say) -> TrainState:
+        saved_step: int | None = None, quiet: bool = False, echo: Callable[[str], None] = say,
+        curves: Callable | None = None, on_step: Callable[[int, float], None] | None = None) -> TrainState:
     """Train ``state`` (in place) until ``epochs`` epochs, or ``max_steps`` updates, are done.
 
     Parameters
@@ -181,20 +202,30 @@ def fit(task: Task, state: TrainState, optimizer, schedule: Callable[[int], floa
     max_steps : stop after this many updates in all (a checkpoint is saved there), or None.
     saved_step : the step of the checkpoint already on disk (when resuming), for messages.
     quiet : no progress bar and no per-epoch lines.
+    curves : ``curves(records, path, title=...)`` redraws the learning curves after each epoch, or None.
+    on_step : ``on_step(step, loss)`` after each update (``step``: updates taken), or None.
 
-    Raises :class:`NonFiniteLossError` and :class:`TrainingInterrupted` (see the module doc).
+    Raises :class:`NonFiniteLossError`, :class:`NonFiniteEvaluationError` and
+    :class:`TrainingInterrupted` (see the module doc).
     """
     run = _Run(task, optimizer, schedule, epochs=epochs, seed=seed, paths=paths, meta=dict(meta or {}),
-               clip_grad=clip_grad, max_steps=max_steps, saved_step=saved_step, quiet=quiet, echo=echo)
-    try:
-        while True:
-            if state.step // run.steps_per_epoch > state.logged_epochs:
-                run.finish_epoch(state)
-            if state.step >= run.stop:
-                break
-            run.train_epoch(state)
-        if run.saved_step != state.step:
-            run.save(state)
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(state.step, run.save(state)) from None
+               clip_grad=clip_grad, max_steps=max_steps, saved_step=saved_step, quiet=quiet, echo=echo,
+               curves=curves, on_step=on_step)
+    with terminate_as_interrupt():
+        try:
+            while True:
+                if state.step // run.steps_per_epoch > state.logged_epochs:
+                    run.finish_epoch(state)
+                if state.step >= run.stop:
+                    break
+                run.train_epoch(state)
+            if run.saved_step != state.step:
+                run.save(state)
+        except KeyboardInterrupt:
+            try:
+                with deferred_interrupt():  # a second Ctrl-C waits for the save ...
+                    run.save(state)
+            except KeyboardInterrupt:  # ... and then changes nothing
+                pass
+            raise TrainingInterrupted(state.step, run.paths.checkpoint) from None
     return state

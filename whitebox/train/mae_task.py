@@ -16,14 +16,11 @@ the test loss is comparable across epochs and runs.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from ..backend import array_module, to_device, to_host
+from ..backend import array_module, to_device
 from ..data import epoch_order, num_batches
 from ..models import crate_mae
-from .files import atomic_write
 
 EVAL_STREAM = 2  # keeps the evaluation masks apart from the training streams of the seed
 
@@ -86,41 +83,3 @@ class MAETask:
             loss, _ = crate_mae.reconstruction_loss(pred, x, mask, self.cfg)
             total += loss * len(x)
         return {"loss": total / n, "n": n}
-
-
-def reconstruction_grid(params: dict, cfg, images, path, *, seed: int = 0, dtype=np.float32) -> Path:
-    """A PNG of three rows for uint8 ``images`` (B, C, H, W): masked input, reconstruction, original.
-
-    The mask of each image is drawn from ``seed``; masked patches show as mid grey in the first
-    row, and in the second row are the model's prediction (the visible patches are the input's).
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    xp = array_module(*params.values())
-    x = pixels(to_device(images, xp), dtype)
-    mask = crate_mae.make_mask(cfg, len(x), seed)
-    mask = crate_mae.Mask(to_device(mask.keep, xp), to_device(mask.masked, xp))
-    rows = {
-        "masked input": crate_mae.masked_images(x, cfg, mask, fill=0.5),
-        "reconstruction": crate_mae.reconstruct(params, x, cfg, mask),
-        "original": x,
-    }
-    count = len(x)
-    fig = Figure(figsize=(1.2 * count, 1.3 * len(rows)), layout="constrained")
-    FigureCanvasAgg(fig)
-    for r, (label, batch) in enumerate(rows.items()):
-        batch = np.clip(to_host(batch), 0.0, 1.0)
-        for i in range(count):
-            ax = fig.add_subplot(len(rows), count, r * count + i + 1)
-            image = batch[i].transpose(1, 2, 0)  # H, W, C
-            if image.shape[-1] == 1:
-                ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
-            else:
-                ax.imshow(image)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_ylabel(label, fontsize=8)
-    fig.suptitle(f"CRATE-MAE: {cfg.mask_ratio:.0%} of the patches masked", fontsize=9)
-    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))

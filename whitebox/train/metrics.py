@@ -7,13 +7,13 @@ written; every line is a JSON object such as::
      "test_loss": 0.10, "test_accuracy": 0.979, "samples_per_s": 1350.2, "epoch_time": 52.1, ...}
 
 A resumed run may write an epoch a second time (when it stopped between the line and the
-checkpoint); :func:`read_metrics` keeps the last line of each epoch.
+checkpoint); :func:`read_metrics` keeps the last line of each epoch. A line torn by a full disk
+or a kill is skipped when reading and cut off before the next append (:mod:`whitebox.io`).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from ..io import append_json_line, read_json_lines
 
 
 class EpochMeter:
@@ -44,21 +44,15 @@ class EpochMeter:
 
 
 def append_metrics(path, record: dict) -> None:
-    """Append one JSON line to ``path`` (created with its folder if needed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    """Append one JSON line to ``path`` (created with its folder if needed; a torn last line is cut off)."""
+    append_json_line(path, record)
 
 
 def read_metrics(path) -> list[dict]:
-    """The records of ``path``, one per epoch in epoch order (the last line wins for a repeated epoch)."""
-    path = Path(path)
-    if not path.exists():
-        return []
+    """The records of ``path``, one per epoch in epoch order (the last line wins for a repeated epoch;
+    a torn line is skipped)."""
     by_epoch = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            record = json.loads(line)
+    for record in read_json_lines(path):
+        if "epoch" in record:
             by_epoch[record["epoch"]] = record
     return [by_epoch[e] for e in sorted(by_epoch)]

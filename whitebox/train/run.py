@@ -1,27 +1,37 @@
-"""A training run in a folder: start one, resume one, evaluate its checkpoint.
+"""A training run in a folder: start one, resume one, load one, evaluate it. One path for every task.
 
-These are what ``whitebox train`` and ``whitebox eval`` call; they tie a :class:`RunConfig` to the
-generic loop (:func:`whitebox.train.loop.fit`) and to the run folder (:class:`RunPaths`).
+These are what ``whitebox train``, ``eval``, ``measure``, ``attention``, ``reconstruct``,
+``sample`` and the ablation experiment call; they tie a :class:`RunConfig` to the generic loop
+(:func:`whitebox.train.loop.fit`), to the task builders (:mod:`whitebox.train.build`) and to the
+run folder (:class:`whitebox.io.RunPaths`).
+
+* :func:`start_run` refuses a folder that holds a run unless ``overwrite``; even then the old
+  run's files stay until the new run has loaded its data and built its model, so a failure on the
+  way (missing data, a bad device) loses nothing.
+* :func:`load_run` reads a checkpoint (a run folder or its ``checkpoint.npz``) and refuses one
+  whose parameters do not fit its config, or whose config is not the run folder's ``config.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Callable
 
 import numpy as np
 
 from .. import __version__
-from ..backend import get_xp, resolve_device
-from ..data import load_dataset
-from ..models.registry import get_model
-from .build import init_params, load_splits, make_optimizer, make_schedule, make_task
-from .checkpoint import load_checkpoint
-from .config import RunConfig
-from .files import RunPaths, atomic_write_text
+from ..backend import array_module, get_xp, resolve_device
+from ..data.text import CharTokenizer
+from ..io import CHECKPOINT_NAME, RunPaths, atomic_write_text, remove_stale_temporaries
+from .build import build_task, init_params, make_optimizer, make_schedule
+from .checkpoint import Checkpoint, CheckpointError, NoCheckpointError, load_checkpoint
+from .config import ConfigError, RunConfig
 from .loop import fit, say
 from .metrics import read_metrics
 from .state import TrainState, restore_state
@@ -31,8 +41,8 @@ class RunExistsError(FileExistsError):
     """The output folder already holds a run."""
 
 
-class NoCheckpointError(FileNotFoundError):
-    """There is no checkpoint where one was expected."""
+class RunFolderError(OSError):
+    """The output folder cannot be used (it is a file, or not writable)."""
 
 
 @dataclass(frozen=True)
@@ -51,56 +61,100 @@ class RunResult:
         return self.step >= self.total_steps
 
 
+@dataclass(frozen=True)
+class LoadedRun:
+    """A checkpoint ready to use: its config, the model, the parameters on the device, the metadata."""
+
+    config: RunConfig
+    model: ModuleType  # the model's module (forward, init, ...)
+    cfg: object  # the model's Config
+    params: dict  # on the device, in the run's dtype
+    meta: dict  # the checkpoint's metadata (step, tokenizer ...)
+    path: Path  # the checkpoint file
+
+    @property
+    def step(self) -> int:
+        return int(self.meta["step"])
+
+    def tokenizer(self) -> CharTokenizer | None:
+        """The character vocabulary of a language-model run, None otherwise."""
+        return CharTokenizer.from_json(self.meta["tokenizer"]) if "tokenizer" in self.meta else None
+
+    def initial_params(self) -> dict:
+        """The parameters this run started from: ``init`` with the run's seed and dtype, on the same device."""
+        return init_params(self.config, "cpu" if array_module(*self.params.values()) is np else "gpu")
+
+
+def _usable_folder(paths: RunPaths) -> None:
+    out = paths.out
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {out} is a file, not a folder; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunFolderError(f"cannot create the run folder {out} ({e.strerror}); choose another --out") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise RunFolderError(f"the run folder {out} is not writable; choose another --out")
+
+
 def start_run(config: RunConfig, out, *, device: str | None = None, data_dir=None, overwrite: bool = False,
-              max_steps: int | None = None, quiet: bool = False, echo=say) -> RunResult:
+              max_steps: int | None = None, quiet: bool = False, echo=say, curves: Callable | None = None,
+              on_step: Callable | None = None) -> RunResult:
     """Train a new run of ``config`` in the folder ``out``.
 
-    Refuses a folder that holds a checkpoint already, unless ``overwrite`` (which deletes that
-    run's files first); ``whitebox train --resume`` continues such a run instead.
+    Refuses a folder that holds a checkpoint already, unless ``overwrite``, which deletes that
+    run's files only once the new run's data, model and optimiser are ready; ``resume_run``
+    continues such a run instead. ``curves``, ``on_step``: see :func:`whitebox.train.loop.fit`.
     """
     began = time.perf_counter()
-    paths = RunPaths(Path(out))
+    paths = RunPaths(out)
     if paths.checkpoint.exists() and not overwrite:
         raise RunExistsError(f"{paths.out} already holds a run ({paths.checkpoint.name}); continue it with "
                              f"--resume {paths.out}, or start over with --overwrite")
+    _usable_folder(paths)
     device = resolve_device(device)
-    xp = get_xp(device)
-    train, test = load_splits(config, data_dir)
-    task = make_task(config, train, test, xp)
-    optimizer = make_optimizer(config)
+    task, config, extra = build_task(config, get_xp(device), data_dir=data_dir)
     params = init_params(config, device)
+    optimizer = make_optimizer(config, params)
     state = TrainState(params, optimizer.init(params))
-    for old in (paths.checkpoint, paths.metrics, paths.curves, paths.config):  # only once all the above worked
+    for old in paths.files():  # only once all the above worked
         old.unlink(missing_ok=True)
-    atomic_write_text(paths.config, json.dumps(_described(config, task, device, train, test), indent=2) + "\n")
-    return _train(config, task, optimizer, state, paths, device, None, began, max_steps, quiet, echo)
+    remove_stale_temporaries(paths.out, [p.name for p in paths.files()])
+    atomic_write_text(paths.config, json.dumps(_described(config, task, device), indent=2) + "\n")
+    return _train(config, task, extra, optimizer, state, paths, device, None, began, max_steps, quiet, echo, curves,
+                  on_step)
 
 
 def resume_run(out, *, device: str | None = None, data_dir=None, max_steps: int | None = None,
-               quiet: bool = False, echo=say) -> RunResult:
-    """Continue the run in folder ``out`` from its checkpoint, with the config saved there.
+               quiet: bool = False, echo=say, curves: Callable | None = None, on_step: Callable | None = None) -> RunResult:
+    """Continue the run in ``out`` (its folder or its ``checkpoint.npz``) with the config saved there.
 
     ``device`` defaults to the device the run was on; a run may move between CPU and GPU.
     """
     began = time.perf_counter()
-    paths = RunPaths(Path(out))
+    paths = RunPaths.of(out)
     if not paths.checkpoint.exists():
         raise NoCheckpointError(f"no checkpoint to resume: {paths.checkpoint} does not exist")
     checkpoint = load_checkpoint(paths.checkpoint)
-    config = RunConfig.from_dict(checkpoint.meta["config"])
-    device = resolve_device(device or checkpoint.meta["device"])
+    config = _checked_config(checkpoint, paths.checkpoint)
+    _usable_folder(paths)
+    device = resolve_device(device or checkpoint.meta.get("device"))
     xp = get_xp(device)
-    train, test = load_splits(config, data_dir)
-    task = make_task(config, train, test, xp)
-    optimizer = make_optimizer(config)
+    tokenizer = CharTokenizer.from_json(checkpoint.meta["tokenizer"]) if "tokenizer" in checkpoint.meta else None
+    task, config, extra = build_task(config, xp, data_dir=data_dir, tokenizer=tokenizer)
+    _check_fits(config, checkpoint.params, paths.checkpoint)
+    optimizer = make_optimizer(config, checkpoint.params)
     state = restore_state(checkpoint, optimizer, xp, np.dtype(config.dtype).type)
-    return _train(config, task, optimizer, state, paths, device, state.step, began, max_steps, quiet, echo)
+    remove_stale_temporaries(paths.out, [p.name for p in paths.files()])
+    return _train(config, task, extra, optimizer, state, paths, device, state.step, began, max_steps, quiet, echo,
+                  curves, on_step)
 
 
-def _train(config, task, optimizer, state, paths, device, saved_step, began, max_steps, quiet, echo) -> RunResult:
-    title = f"{config.model} ({config.preset}) on {config.dataset}"
-    meta = {"config": config.to_dict(), "device": device, "title": title}
-    num_params = get_model(config.model).num_params(config.model_cfg())
+def _train(config, task, extra, optimizer, state, paths, device, saved_step, began, max_steps, quiet, echo,
+           curves, on_step) -> RunResult:
+    title = f"{config.model} ({config.preset})" + (f" on {config.dataset}" if config.dataset else "")
+    meta = {"task": config.task, "config": config.to_dict(), "device": device, **extra, "title": title}
+    num_params = config.model_module().num_params(config.model_cfg())
     if not quiet:
         steps = task.steps_per_epoch
         echo(f"{title}: {num_params:,} parameters; {config.epochs} epochs of {steps} steps (batch "
@@ -109,20 +163,21 @@ def _train(config, task, optimizer, state, paths, device, saved_step, began, max
             echo(f"resuming at step {state.step} (epoch {state.step // steps + 1}, batch {state.step % steps + 1} of {steps})")
     fit(task, state, optimizer, make_schedule(config, task.steps_per_epoch), epochs=config.epochs,
         seed=config.seed, paths=paths, meta=meta, clip_grad=config.clip_grad, max_steps=max_steps,
-        saved_step=saved_step, quiet=quiet, echo=echo)
+        saved_step=saved_step, quiet=quiet, echo=echo, curves=curves, on_step=on_step)
     records = read_metrics(paths.metrics)
     return RunResult(paths, config, state.step, config.epochs * task.steps_per_epoch,
                      records[-1] if records else None, num_params, time.perf_counter() - began, state.train_time)
 
 
-def _described(config: RunConfig, task, device: str, train: tuple, test: tuple) -> dict:
+def _described(config: RunConfig, task, device: str) -> dict:
     """config.json: the config, and facts derived from it (for the reader; not read back)."""
     steps = task.steps_per_epoch
+    sizes = {"train_size": len(task.train_labels), "test_size": len(task.test_labels)} \
+        if hasattr(task, "train_labels") else {}
     return {
         **config.to_dict(),
         "derived": {
-            "num_params": get_model(config.model).num_params(config.model_cfg()),
-            "train_size": len(train[1]), "test_size": len(test[1]),
+            "num_params": config.model_module().num_params(config.model_cfg()), **sizes,
             "steps_per_epoch": steps, "total_steps": config.epochs * steps,
             "warmup_steps": make_schedule(config, steps).keywords["warmup_steps"],
             "device": device, "whitebox": __version__, "numpy": np.__version__,
@@ -130,30 +185,80 @@ def _described(config: RunConfig, task, device: str, train: tuple, test: tuple) 
     }
 
 
-def checkpoint_path(path) -> Path:
-    """The checkpoint of a run folder, or ``path`` itself when it is a file."""
-    path = Path(path)
-    return RunPaths(path).checkpoint if path.is_dir() else path
+def _checked_config(checkpoint: Checkpoint, file: Path) -> RunConfig:
+    """The checkpoint's config; :class:`CheckpointError` if it is not one, or if the run folder's
+    ``config.json`` describes another run (another model, task or setting), naming the difference."""
+    try:
+        config = RunConfig.from_dict(checkpoint.meta["config"])
+    except (KeyError, TypeError, ConfigError) as e:
+        raise CheckpointError(f"{file} does not hold a usable run config ({e})") from None
+    paths = RunPaths(file.parent)
+    if file.name == CHECKPOINT_NAME and paths.config.is_file():
+        try:
+            folder = RunConfig.from_dict(json.loads(paths.config.read_text(encoding="utf-8")))
+        except (ValueError, TypeError, KeyError) as e:
+            raise CheckpointError(f"{paths.config} is not a readable run config ({e}); restore it, or start over "
+                                  "with --overwrite") from None
+        ours, theirs = config.to_dict(), folder.to_dict()
+        ours["model_config"].pop("vocab_size", None), theirs["model_config"].pop("vocab_size", None)
+        differences = _differences(theirs, ours)
+        if differences:
+            raise CheckpointError(f"{paths.checkpoint} belongs to another run than {paths.config}: "
+                                  f"{'; '.join(differences[:4])}. Use the checkpoint's own folder, or start over "
+                                  "with --overwrite")
+    return config
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _differences(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.append(f"{prefix}{key} is {x!r} in config.json but {y!r} in the checkpoint")
+    return out
+
+
+def _check_fits(config: RunConfig, params: dict, path) -> None:
+    """:class:`CheckpointError` unless ``params`` are exactly the names and shapes of the config's model."""
+    expected = config.model_module().shapes(config.model_cfg())
+    missing, extra = sorted(set(expected) - set(params)), sorted(set(params) - set(expected))
+    wrong = [f"{k} {tuple(params[k].shape)} (expected {tuple(expected[k])})" for k in expected
+             if k in params and tuple(params[k].shape) != tuple(expected[k])]
+    if missing or extra or wrong:
+        parts = [f"missing {missing[:3]}" if missing else "", f"unexpected {extra[:3]}" if extra else "",
+                 f"wrong shapes {wrong[:3]}" if wrong else ""]
+        raise CheckpointError(f"{path}: the parameters do not fit the {config.model} config saved with them "
+                              f"({', '.join(p for p in parts if p)})")
+
+
+def load_run(path, *, device: str | None = None) -> LoadedRun:
+    """The checkpoint of a run folder (or the ``.npz`` itself), checked, its parameters on ``device``
+    (default: the device the run trained on) in the run's dtype."""
+    file = RunPaths(path).checkpoint if Path(path).is_dir() else Path(path)
+    checkpoint = load_checkpoint(file)
+    config = _checked_config(checkpoint, file)
+    if config.task == "lm" and "tokenizer" not in checkpoint.meta:
+        raise CheckpointError(f"{file} is a language-model checkpoint without its vocabulary (meta 'tokenizer')")
+    _check_fits(config, checkpoint.params, file)
+    xp = get_xp(resolve_device(device or checkpoint.meta.get("device")))
+    dtype = np.dtype(config.dtype).type
+    params = {k: xp.asarray(v, dtype=dtype) for k, v in checkpoint.params.items()}
+    return LoadedRun(config, config.model_module(), config.model_cfg(), params, checkpoint.meta, file)
 
 
 def evaluate_checkpoint(path, *, device: str | None = None, data_dir=None, eval_batch_size: int | None = None) -> dict:
-    """The test metrics of a checkpoint (a run folder or a ``.npz``), on its run's test split.
+    """The held-out metrics of a checkpoint (a run folder or a ``.npz``), on its run's held-out split.
 
-    Returns ``{"loss", "accuracy", "n", "step", "config"}``; with the run's dtype and test split
-    the accuracy is the one the run logged for that step.
+    Returns the task's metrics (classification: ``loss``, ``accuracy``, ``n``; MAE: ``loss``;
+    language model: ``loss``, ``bpc``) with ``"step"`` and ``"config"``; with the run's dtype and
+    split they are the figures the run logged for that step.
     """
-    path = checkpoint_path(path)
-    if not path.is_file():
-        raise NoCheckpointError(f"no checkpoint at {path}")
-    checkpoint = load_checkpoint(path)
-    config = RunConfig.from_dict(checkpoint.meta["config"])
-    device = resolve_device(device or checkpoint.meta["device"])
-    xp = get_xp(device)
-    images, labels = load_dataset(config.dataset, "test", data_dir)
-    test = (images[:config.test_limit], labels[:config.test_limit])
+    run = load_run(path, device=device)
+    config = run.config
     if eval_batch_size is not None:
         config = dataclasses.replace(config, eval_batch_size=eval_batch_size)
-    task = make_task(config, (images[:0], labels[:0]), test, xp)
-    dtype = np.dtype(config.dtype).type
-    params = {k: xp.asarray(v, dtype=dtype) for k, v in checkpoint.params.items()}
-    return {**task.evaluate(params), "step": checkpoint.meta["step"], "config": config}
+    task, config, _ = build_task(config, array_module(*run.params.values()), data_dir=data_dir, tokenizer=run.tokenizer(),
+                                 train=False)
+    return {**task.evaluate(run.params), "step": run.step, "config": config, "path": run.path}

@@ -12,7 +12,7 @@ reports that each one improves ImageNet accuracy (and lowers the training loss):
 
 These are :func:`whitebox.models.crate_alpha.ablation_configs` of one base config, so everything
 else (conv patch embedding, MSSA, head) is shared. :func:`run_ablation` trains every variant for
-every seed with the shared loop (:func:`whitebox.train.fit`, the loop of ``whitebox train``; seed
+every seed with the shared run path (:func:`whitebox.train.start_run`, that of ``whitebox train``; seed
 ``s`` fixes the initialisation, the batch order and the augmentation, and is the same for all four
 variants) and writes:
 
@@ -38,13 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend import get_xp, resolve_device
+from ..backend import resolve_device
 from ..data import dataset_info
+from ..io import atomic_write_text
 from ..models import crate_alpha
-from ..train import RunConfig, RunPaths, TrainState, fit
-from ..train.build import init_params, load_splits, make_optimizer, make_schedule, make_task
-from ..train.files import atomic_write, atomic_write_text
-from ..train.metrics import read_metrics
+from ..train import RunConfig, start_run
+from ..train.config import DEFAULT_BETAS
 
 VARIANTS = ("crate", "+O", "+O+D", "+O+D+R")  # the keys of crate_alpha.ablation_configs, in the paper's order
 NAMES = {"crate": "CRATE", "+O": "+O", "+O+D": "+O+D", "+O+D+R": "+O+D+R (CRATE-alpha)"}
@@ -99,36 +98,14 @@ def run_config(cfg, seed: int, dataset: str, budget_name: str, budget: Budget, *
                epochs: int | None = None, train_limit: int | None = None, test_limit: int | None = None) -> RunConfig:
     """The :class:`whitebox.train.RunConfig` of one run (model ``crate-alpha``, preset ``ablation-<budget>``)."""
     return RunConfig(
-        model="crate-alpha", preset=f"ablation-{budget_name}", dataset=dataset, model_config=dataclasses.asdict(cfg),
-        optimizer=budget.optimizer, lr=budget.lr, weight_decay=budget.weight_decay,
+        task="classification", model="crate-alpha", preset=f"ablation-{budget_name}", dataset=dataset,
+        model_config=dataclasses.asdict(cfg), optimizer=budget.optimizer, lr=budget.lr,
+        betas=DEFAULT_BETAS.get(budget.optimizer), weight_decay=budget.weight_decay,
         epochs=epochs or budget.epochs, batch_size=budget.batch_size, warmup_epochs=budget.warmup_epochs,
         min_lr=budget.min_lr, label_smoothing=budget.label_smoothing, clip_grad=budget.clip_grad,
         augment=budget.augment, seed=seed,
         train_limit=train_limit or budget.train_limit, test_limit=test_limit or budget.test_limit,
     )
-
-
-class LossRecorder:
-    """A task that records the loss of every training step and otherwise defers to ``task``.
-
-    The loop logs epoch averages only; the paper's Fig. 7 shows the loss against the step.
-    """
-
-    def __init__(self, task):
-        self.task = task
-        self.steps_per_epoch = task.steps_per_epoch
-        self.losses: list[float] = []
-
-    def batches(self, epoch: int, start: int = 0):
-        return self.task.batches(epoch, start)
-
-    def loss_and_grads(self, params: dict, batch, step_rng):
-        loss, grads, metrics = self.task.loss_and_grads(params, batch, step_rng)
-        self.losses.append(loss)
-        return loss, grads, metrics
-
-    def evaluate(self, params: dict) -> dict:
-        return self.task.evaluate(params)
 
 
 @dataclass
@@ -189,23 +166,22 @@ def _std(values: np.ndarray) -> float:
 def run_ablation(dataset: str = "fashion-mnist", *, out, seeds: int = 3, budget: str = "small",
                  epochs: int | None = None, device: str | None = None, train_limit: int | None = None,
                  test_limit: int | None = None, model_overrides: dict | None = None, data_dir=None,
-                 echo=print) -> AblationResult:
-    """Train the four variants for seeds ``0 … seeds−1`` with the shared loop; write the table and plot."""
+                 echo=print, curves=None) -> AblationResult:
+    """Train the four variants for seeds ``0 … seeds−1`` with the shared run path; write the tables
+    (``curves``: each run's learning-curve drawing, as for :func:`whitebox.train.start_run`)."""
     if budget not in BUDGETS:
         raise ValueError(f"unknown budget {budget!r}; choose one of {tuple(BUDGETS)}")
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     recipe = BUDGETS[budget]
     device = resolve_device(device or recipe.default_device)
-    xp = get_xp(device)
     out = Path(out)
     configs = variant_configs(dataset, recipe, model_overrides)
     plan = [(v, run_config(configs[v], s, dataset, budget, recipe, epochs=epochs, train_limit=train_limit,
                            test_limit=test_limit)) for v in VARIANTS for s in range(seeds)]
-    train, test = load_splits(plan[0][1], data_dir)  # the same images for every run
     result = AblationResult(dataset, budget, list(range(seeds)))
     for variant, config in plan:
-        result.runs.append(_train_one(config, variant, train, test, device, xp, out))
+        result.runs.append(_train_one(config, variant, device, data_dir, out, curves))
         r = result.runs[-1]
         echo(f"{NAMES[variant]:<22} seed {config.seed}: test accuracy {r['test_accuracy']:.2%}, "
              f"final train loss {r['final_train_loss']:.3f}, {r['time_s']:.0f} s")
@@ -213,36 +189,25 @@ def run_ablation(dataset: str = "fashion-mnist", *, out, seeds: int = 3, budget:
     return result
 
 
-def _train_one(config: RunConfig, variant: str, train, test, device: str, xp, out: Path) -> dict:
-    paths = RunPaths(out / "runs" / f"{SLUGS[variant]}-seed{config.seed}")
-    for old in (paths.checkpoint, paths.metrics, paths.curves, paths.config):
-        old.unlink(missing_ok=True)
-    atomic_write_text(paths.config, config.to_json())
-    task = LossRecorder(make_task(config, train, test, xp))
-    optimizer = make_optimizer(config)
-    params = init_params(config, device)
-    state = TrainState(params, optimizer.init(params))
-    meta = {"config": config.to_dict(), "device": device, "title": f"{NAMES[variant]} seed {config.seed}"}
+def _train_one(config: RunConfig, variant: str, device: str, data_dir, out: Path, curves) -> dict:
+    losses = []  # the loop logs epoch averages only; the paper's Fig. 7 shows the loss against the step
     began = time.perf_counter()
-    fit(task, state, optimizer, make_schedule(config, task.steps_per_epoch), epochs=config.epochs, seed=config.seed,
-        paths=paths, meta=meta, clip_grad=config.clip_grad, quiet=True)
+    result = start_run(config, out / "runs" / f"{SLUGS[variant]}-seed{config.seed}", device=device,
+                       data_dir=data_dir, overwrite=True, quiet=True, curves=curves,
+                       on_step=lambda step, loss: losses.append(loss))
     wall = time.perf_counter() - began
-    evaluation = read_metrics(paths.metrics)[-1]  # the loop's evaluation after the last epoch
-    tail = task.losses[-max(1, task.steps_per_epoch // 4):]  # the last quarter epoch
+    steps_per_epoch = result.total_steps // config.epochs
+    tail = losses[-max(1, steps_per_epoch // 4):]  # the last quarter epoch
     return {"variant": variant, "seed": config.seed, "params": crate_alpha.num_params(config.model_cfg()),
-            "test_accuracy": evaluation["test_accuracy"], "test_loss": evaluation["test_loss"],
-            "final_train_loss": float(np.mean(tail)), "losses": task.losses, "steps": state.step,
-            "time_s": wall, "folder": str(paths.out)}
+            "test_accuracy": result.record["test_accuracy"], "test_loss": result.record["test_loss"],
+            "final_train_loss": float(np.mean(tail)), "losses": losses, "steps": result.step,
+            "time_s": wall, "folder": str(result.paths.out)}
 
 
 def write_results(result: AblationResult, out: Path) -> None:
-    """``ablation.json``, ``ablation.md`` and ``loss_curves.png`` in ``out``."""
+    """``ablation.json`` and ``ablation.md`` in ``out`` (``loss_curves.png``: :func:`whitebox.figures.plot_ablation`)."""
     atomic_write_text(out / "ablation.json", json.dumps(result.to_dict(), indent=1) + "\n")
     atomic_write_text(out / "ablation.md", result.to_markdown())
-    plot_ablation(result, out / "loss_curves.png")
-
-
-COLORS = {"crate": "tab:gray", "+O": "tab:orange", "+O+D": "tab:green", "+O+D+R": "tab:blue"}
 
 
 def smooth(values, window: int) -> np.ndarray:
@@ -252,39 +217,6 @@ def smooth(values, window: int) -> np.ndarray:
     i = np.arange(1, len(values) + 1)
     lo = np.maximum(i - window, 0)
     return (c[i] - c[lo]) / (i - lo)
-
-
-def plot_ablation(result: AblationResult, path) -> Path:
-    """Left: training loss per step (smoothed; mean over seeds, band min to max). Right: test accuracy."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 3.6), layout="constrained")
-    FigureCanvasAgg(fig)
-    left, right = fig.subplots(1, 2, width_ratios=(2, 1))
-    summary = result.summary()
-    for j, row in enumerate(summary):
-        runs = [r for r in result.runs if r["variant"] == row["variant"]]
-        steps = min(len(r["losses"]) for r in runs)
-        window = max(1, steps // 20)
-        curves = np.stack([smooth(r["losses"][:steps], window) for r in runs])  # (seeds, steps)
-        x = np.arange(1, steps + 1)
-        color = COLORS[row["variant"]]
-        left.plot(x, curves.mean(axis=0), color=color, label=row["name"])
-        left.fill_between(x, curves.min(axis=0), curves.max(axis=0), color=color, alpha=0.2, lw=0)
-        right.errorbar([j], [row["accuracy_mean"]], yerr=[row["accuracy_std"]], fmt="o", color=color, capsize=4)
-        right.plot([j] * len(row["accuracies"]), row["accuracies"], ".", color=color, alpha=0.5)
-    left.set_xlabel("training step")
-    left.set_ylabel("training loss (label-smoothed CE, smoothed)")
-    left.grid(alpha=0.3)
-    left.legend(fontsize=8)
-    right.set_xticks(range(len(summary)), [r["variant"] for r in summary], fontsize=8)
-    right.set_ylabel("test accuracy")
-    right.set_title("mean ± std; dots: seeds", fontsize=8)
-    right.grid(alpha=0.3)
-    fig.suptitle(f"CRATE-alpha ablation on {result.dataset} ({result.budget} budget, {len(result.seeds)} seeds)",
-                 fontsize=10)
-    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
 
 
 def budget_table() -> str:
@@ -298,58 +230,3 @@ def budget_table() -> str:
     return "\n".join(lines)
 
 
-EXPERIMENT_DESCRIPTION = """\
-Run an experiment that trains several models with the training loop of 'whitebox train'.
-
-  ablation   CRATE-alpha's ablation (its Fig. 1 / 7): vanilla CRATE, +overcomplete dictionary (O),
-             +decoupled decoder (D), +residual (R), each trained with the same budget and seeds;
-             writes ablation.md / ablation.json (test accuracy mean +- std over seeds, parameters,
-             time), loss_curves.png, and every run's folder under DIR/runs.
-
-examples:
-  whitebox experiment ablation --dataset fashion-mnist --out runs/ablation              # ~10 min, CPU
-  whitebox experiment ablation --dataset fashion-mnist --budget large --device gpu --out runs/ablation-gpu
-"""
-
-
-def add_arguments(p) -> None:
-    from ..cli import key_value, positive_int
-    from ..data import DATASETS
-
-    p.add_argument("name", choices=("ablation",), help="the experiment")
-    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist", help="default fashion-mnist")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--seeds", type=positive_int, default=3, metavar="N",
-                   help="seeds 0 .. N-1 for every variant (default 3)")
-    p.add_argument("--budget", choices=tuple(BUDGETS), default="small",
-                   help="small (CPU, default) or large (GPU); see below")
-    p.add_argument("--epochs", type=positive_int, metavar="N", help="replace the budget's epochs")
-    p.add_argument("--train-limit", type=positive_int, metavar="N",
-                   help="replace the budget's number of training images")
-    p.add_argument("--test-limit", type=positive_int, metavar="N", help="replace the budget's number of test images")
-    p.add_argument("--set", dest="model_set", type=key_value, action="append", metavar="KEY=VALUE",
-                   help="change a field of the base model, e.g. --set dim=32 (repeatable)")
-    p.add_argument("--device", choices=("cpu", "gpu"), help="default: the budget's")
-    p.add_argument("--data-dir", metavar="FOLDER", help="look for the dataset files here first")
-    p.add_argument("--quiet", action="store_true", help="no line per run")
-    p.epilog = budget_table()
-
-
-def command(args) -> int:
-    """``whitebox experiment ablation``."""
-    from ..cli import UsageError
-
-    echo = (lambda _: None) if args.quiet else print
-    overrides = dict(args.model_set or [])
-    try:
-        variant_configs(args.dataset, BUDGETS[args.budget], overrides)
-    except (TypeError, ValueError) as e:
-        raise UsageError(f"invalid model settings: {e}") from None
-    result = run_ablation(args.dataset, out=args.out, seeds=args.seeds, budget=args.budget, epochs=args.epochs,
-                          device=args.device, train_limit=args.train_limit, test_limit=args.test_limit,
-                          model_overrides=overrides, data_dir=args.data_dir, echo=echo)
-    print(result.to_markdown())
-    out = Path(args.out)
-    for name in ("ablation.md", "ablation.json", "loss_curves.png"):
-        print(f"  {out / name}")
-    return 0

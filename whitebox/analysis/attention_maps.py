@@ -1,6 +1,6 @@
 """Attention maps and feature PCA: the "emergence of segmentation" pictures, at small scale.
 
-Two pictures per image (REFERENCE §7, after the published CRATE visualisation code):
+Two pictures per image (docs/reference.md §7, after the published CRATE visualisation code):
 
 * **cls-token attention.** In layer ``ℓ``, head ``k`` attends with ``softmax(s P_k P_kᵀ)``
   (rows are queries, softmax over keys). Row 0 is the cls token's query; its entries on the
@@ -13,19 +13,21 @@ Two pictures per image (REFERENCE §7, after the published CRATE visualisation c
   shown as RGB (:func:`pca_rgb`). Patches of the same part of an object get similar colours when
   the features separate object from background.
 
-:func:`plot_attention_grid` draws rows of images with columns: the image, one overlay per head,
-and the PCA picture; :func:`attention_checkpoint` is ``whitebox attention``.
+:func:`whitebox.figures.plot_attention_grid` draws rows of images with columns: the image, one
+overlay per head, and the PCA picture; :func:`attention_checkpoint` computes what ``whitebox
+attention`` draws.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import ModuleType
+from typing import NamedTuple
 
 import numpy as np
 
-from .backend import array_module, to_host
-from .measure import attention_input, forward_stages, load_trained, model_of, test_images
+from ..backend import array_module, to_host
+from ..data import dataset_info
+from .layerwise import attention_input, forward_stages, load_trained, model_of, test_images
 
 UPSAMPLE_MODES = ("nearest", "bilinear")
 
@@ -130,52 +132,6 @@ def upsample(maps: np.ndarray, size: tuple[int, int], mode: str = "nearest") -> 
     return out
 
 
-def plot_attention_grid(raw_images: np.ndarray, attention: np.ndarray, path, *, pca: np.ndarray | None = None,
-                        mode: str = "nearest", labels=None, title: str = "", layer_names=("", "")) -> Path:
-    """A PNG grid: one row per image; columns the image, each head's cls attention overlaid, and
-    (when ``pca`` is given) the RGB PCA picture.
-
-    raw_images (B, C, H, W) uint8 (or floats in [0, 1]); attention (B, K, gh, gw); pca (B, gh, gw, 3).
-    Each head's map is min-max scaled per image for display.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from .train.files import atomic_write
-
-    B, K = attention.shape[:2]
-    H, W = raw_images.shape[-2:]
-    shown = _displayable(raw_images)  # (B, H, W) or (B, H, W, 3)
-    heat = upsample(attention, (H, W), mode)  # (B, K, H, W)
-    lo, hi = heat.min(axis=(-2, -1), keepdims=True), heat.max(axis=(-2, -1), keepdims=True)
-    heat = (heat - lo) / np.where(hi > lo, hi - lo, 1.0)
-    cols = 1 + K + (pca is not None)
-    fig = Figure(figsize=(1.35 * cols, 1.4 * B + (0.4 if title else 0.1)), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(B, cols, squeeze=False)
-    gray = shown.ndim == 3
-    for i in range(B):
-        axes[i, 0].imshow(shown[i], cmap="gray" if gray else None)
-        if labels is not None:
-            axes[i, 0].set_ylabel(str(labels[i]), fontsize=8)
-        for k in range(K):
-            axes[i, 1 + k].imshow(shown[i], cmap="gray" if gray else None)
-            axes[i, 1 + k].imshow(heat[i, k], cmap="inferno", alpha=0.6, vmin=0, vmax=1)
-        if pca is not None:
-            axes[i, -1].imshow(upsample(np.moveaxis(pca[i], -1, 0), (H, W), "nearest").transpose(1, 2, 0))
-    names = ["image"] + [f"head {k}" for k in range(K)] + (["PCA (RGB)"] if pca is not None else [])
-    attn_name, pca_name = layer_names
-    for j, name in enumerate(names):
-        suffix = attn_name if 0 < j <= K else (pca_name if j > K else "")
-        axes[0, j].set_title(name + (f"\n{suffix}" if suffix else ""), fontsize=8)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=9)
-    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=80))
-
-
 def _displayable(raw: np.ndarray) -> np.ndarray:
     """(B, C, H, W) → (B, H, W) for one channel, (B, H, W, 3) for three; floats in [0, 1]."""
     raw = np.asarray(raw)
@@ -183,21 +139,32 @@ def _displayable(raw: np.ndarray) -> np.ndarray:
     return x[:, 0] if x.shape[1] == 1 else x.transpose(0, 2, 3, 1)
 
 
-def attention_checkpoint(path, *, out, n_images: int = 4, layer: int = -1, pca_layer: int = -1,
-                         dataset: str | None = None, mode: str = "nearest", pca: bool = True, device: str | None = None,
-                         data_dir=None, first: int = 0, echo=print) -> Path:
-    """``whitebox attention``: the grid for test images ``first … first + n_images − 1`` of a checkpoint.
+class AttentionPicture(NamedTuple):
+    """What ``whitebox attention`` draws (:func:`whitebox.figures.plot_attention_grid`) and reports."""
 
-    Also reports (through ``echo``) how much of each head's attention falls on the object
-    (:func:`attention_on_object`), against the share of object patches.
-    """
-    from .data import dataset_info
+    raw: np.ndarray  # (B, C, H, W) uint8 test images
+    attention: np.ndarray  # (B, K, gh, gw) cls attention of layer ``layer``
+    pca: np.ndarray | None  # (B, gh, gw, 3) RGB PCA of layer ``pca_layer``'s qkv features
+    labels: list  # class names
+    title: str
+    layer_names: tuple  # ("layer ℓ", "layer ℓ'")
+    object_share: np.ndarray  # (K,) share of each head's patch attention on object patches
+    object_fraction: float  # share of object patches among all patches
 
+
+def attention_checkpoint(path, *, n_images: int = 4, layer: int = -1, pca_layer: int = -1,
+                         dataset: str | None = None, pca: bool = True, device: str | None = None,
+                         data_dir=None, first: int = 0) -> AttentionPicture:
+    """The attention maps of test images ``first … first + n_images − 1`` of a checkpoint, with how much
+    of each head's attention falls on the object (:func:`attention_on_object`)."""
     run = load_trained(path, device=device)
+    ell, pca_ell = _layer_index(layer, run.cfg.depth), _layer_index(pca_layer, run.cfg.depth)
     dataset = dataset or run.config.dataset
     images, raw, labels = test_images(dataset, first + n_images, run.cfg, xp=array_module(*run.params.values()),
                                       dtype=np.dtype(run.config.dtype).type, data_dir=data_dir)
     images, raw, labels = images[first:], raw[first:], labels[first:]
+    if len(raw) == 0:
+        raise ValueError(f"--first {first} is past the end of the {dataset} test split")
     attention = cls_attention(run.params, images, run.cfg, layer, run.model)
     colours = None
     if pca:
@@ -205,58 +172,8 @@ def attention_checkpoint(path, *, out, n_images: int = 4, layer: int = -1, pca_l
         colours = pca_rgb(features, patch_grid(run.cfg))
     names = dataset_info(dataset).class_names
     mask = object_patches(raw, run.cfg.patch_size)
-    share = attention_on_object(attention, mask).mean(axis=0)  # (K,)
-    echo(f"share of the cls token's patch attention on object patches (patch mean intensity > 0.1), per head: "
-         f"{', '.join(f'{v:.1%}' for v in share)}; object patches are {mask.mean():.1%} of all patches")
-    ell, pca_ell = _layer_index(layer, run.cfg.depth), _layer_index(pca_layer, run.cfg.depth)
     title = f"{run.config.model} on {dataset} (step {run.step}): cls attention of layer {ell}, " \
             f"PCA of layer {pca_ell}'s qkv features"
-    return plot_attention_grid(raw, attention, out, pca=colours, mode=mode, labels=[names[int(y)] for y in labels],
-                               title=title, layer_names=(f"layer {ell}", f"layer {pca_ell}"))
-
-
-ATTENTION_DESCRIPTION = """\
-Draw where the cls token looks, head by head, in one layer of a trained model, for a few test
-images, next to the PCA of the patch tokens' qkv features shown as RGB (the "emergence of
-segmentation" pictures of CRATE, at small scale). Rows: images; columns: the image, one
-overlay per head (cls-token attention row reshaped to the patch grid and upsampled), PCA.
-
-example:
-  whitebox attention --checkpoint runs/demo --images 6 --layer -1 --out grid.png
-"""
-
-
-def add_attention_arguments(p) -> None:
-    from .cli import nonnegative_int, positive_int
-    from .data import DATASETS
-
-    p.add_argument("--checkpoint", required=True, metavar="RUN",
-                   help="a run folder (its checkpoint.npz) or a checkpoint file")
-    p.add_argument("--out", required=True, metavar="PNG", help="where to write the grid")
-    p.add_argument("--images", type=positive_int, default=4, metavar="N", help="test images, one per row (default 4)")
-    p.add_argument("--first", type=nonnegative_int, default=0, metavar="I",
-                   help="index of the first test image (default 0)")
-    p.add_argument("--layer", type=int, default=-1, metavar="L",
-                   help="layer whose attention is shown, from 0; negative counts from the end (default -1, the last)")
-    p.add_argument("--pca-layer", type=int, default=-1, metavar="L",
-                   help="layer of the PCA features (default -1, the last)")
-    p.add_argument("--no-pca", dest="pca", action="store_false", help="leave out the PCA column")
-    p.add_argument("--upsample", choices=UPSAMPLE_MODES, default="nearest",
-                   help="patch grid to pixels (default nearest)")
-    p.add_argument("--dataset", choices=DATASETS, help="test images to use (default: the run's dataset)")
-    p.add_argument("--device", choices=("cpu", "gpu"), help="default: $WHITEBOX_DEVICE or cpu")
-    p.add_argument("--data-dir", metavar="FOLDER", help="look for the dataset files here first")
-
-
-def attention_command(args) -> int:
-    """``whitebox attention``."""
-    from .cli import CommandError
-
-    try:
-        path = attention_checkpoint(args.checkpoint, out=args.out, n_images=args.images, layer=args.layer,
-                                    pca_layer=args.pca_layer, dataset=args.dataset, mode=args.upsample, pca=args.pca,
-                                    device=args.device, data_dir=args.data_dir, first=args.first)
-    except ValueError as e:
-        raise CommandError(str(e)) from None
-    print(f"wrote {path}")
-    return 0
+    return AttentionPicture(raw, attention, colours, [names[int(y)] for y in labels], title,
+                            (f"layer {ell}", f"layer {pca_ell}"), attention_on_object(attention, mask).mean(axis=0),
+                            float(mask.mean()))

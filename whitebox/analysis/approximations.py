@@ -19,11 +19,11 @@ length: ``dist_exact = ‖Z⁺ − Z⁺_exact‖ / ‖Z⁺_exact − Z‖`` (lik
 ``dist_tied``). All are per image, averaged. :func:`sweep` runs it over a grid of κ and ε.
 
 On a real layer (:func:`sweep_layer`), ``Z`` is ``LN_attn^ℓ(Z^ℓ)``, the tokens the layer's MSSA
-reads (:func:`whitebox.measure.attention_input`), and ``U = U^ℓ`` from its ``qkv`` weight. Every
+reads (:func:`whitebox.analysis.layerwise.attention_input`), and ``U = U^ℓ`` from its ``qkv`` weight. Every
 method is applied to those same tokens; in the model the published branch is added to the
 un-normalised ``Z^ℓ`` instead.
 
-Sparse coding (REFERENCE §4). ISTA / ODL take proximal-gradient steps on the non-negative LASSO
+Sparse coding (docs/reference.md §4). ISTA / ODL take proximal-gradient steps on the non-negative LASSO
 ``½‖Y − D A‖² + λ‖A‖₁`` of the LayerNorm'ed midpoint ``Y = LN(Z^{ℓ+½})``.
 :func:`lasso_through_layers` evaluates that objective at every iterate ``A_0, …, A_T`` of every
 layer (CRATE: ``A_0 = Y``, one step; CRATE-alpha: ``A_0 = 0``, two), with ``η ‖D‖₂²``: the standard
@@ -35,19 +35,18 @@ with ``‖A‖₁ = Σ|a|``, although it is outside the constraint ``A ≥ 0``.)
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
-from .backend import array_module, to_host
-from .compression_step import gradient_step, neumann_step, stack_subspaces, tied_mssa_step
-from .layers.layernorm import layernorm_forward
-from .layers.mssa import mssa_forward
-from .layers.odl import odl_forward
-from .measure import attention_input, attention_norm_eps, forward_stages, layer_subspaces, model_of
-from .models import crate
-from .rate import compression_rate, compression_rate_grad
+from ..backend import array_module, to_host
+from ..compression_step import gradient_step, neumann_step, stack_subspaces, tied_mssa_step
+from ..layers.layernorm import layernorm_forward
+from ..layers.mssa import mssa_forward
+from ..layers.odl import odl_forward
+from ..models import crate
+from ..rate import compression_rate, compression_rate_grad
+from .layerwise import attention_input, attention_norm_eps, forward_stages, layer_subspaces, model_of
 
 METHODS = ("exact", "neumann", "tied", "published")
 DEFAULT_KAPPAS = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -181,7 +180,7 @@ def lasso_through_layers(params: dict, images, cfg, model: ModuleType | None = N
     return rows
 
 
-# -- tables and plots -------------------------------------------------------------------------
+# -- tables -------------------------------------------------------------------------
 
 def table_markdown(rows: list[dict]) -> str:
     """A markdown table of rows (dicts with the same keys); floats with 4 significant digits."""
@@ -197,48 +196,6 @@ def table_markdown(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows]
     return "\n".join(lines) + "\n"
-
-
-COLORS = {"exact": "black", "neumann": "tab:orange", "tied": "tab:green", "published": "tab:purple"}
-
-
-def plot_sweep(rows: list[dict], path, title: str = "") -> Path:
-    """One column per ε: the relative change of Rc against κ (top) and the distance of each
-    approximation to the exact step (bottom), one line per method."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from .train.files import atomic_write
-
-    epss = sorted({r["eps"] for r in rows})
-    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
-    fig = Figure(figsize=(3.4 * len(epss), 5.6), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(2, len(epss), squeeze=False)
-    for j, eps in enumerate(epss):
-        top, bottom = axes[0, j], axes[1, j]
-        for m in methods:
-            sel = sorted((r for r in rows if r["eps"] == eps and r["method"] == m), key=lambda r: r["kappa"])
-            kappa = [r["kappa"] for r in sel]
-            top.plot(kappa, [r["rc_change"] for r in sel], "o-", ms=3, color=COLORS[m], label=m)
-            if m != "exact":
-                bottom.plot(kappa, [max(r["dist_exact"], 1e-12) for r in sel], "o-", ms=3, color=COLORS[m], label=m)
-        top.set_xscale("log")
-        top.set_yscale("symlog", linthresh=1e-3)
-        top.axhline(0, color="gray", lw=0.8)
-        top.set_title(f"ε = {eps:g}", fontsize=9)
-        top.set_ylabel("Rc(Z⁺)/Rc(Z) − 1" if j == 0 else "")
-        bottom.set_xscale("log")
-        bottom.set_yscale("log")
-        bottom.set_xlabel("κ")
-        bottom.set_ylabel("‖Z⁺ − Z⁺_exact‖ / ‖Z⁺_exact − Z‖" if j == 0 else "", fontsize=8)
-        for ax in (top, bottom):
-            ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7)
-    axes[1, 0].legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
 
 
 def _mean(values) -> float:

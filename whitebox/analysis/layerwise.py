@@ -10,8 +10,8 @@ A CRATE layer is meant to be one step of alternating minimisation of the sparse 
 so on real images one can ask, layer by layer: does the compression step (MSSA) lower ``Rc``
 against the layer's own subspaces ``U^ℓ``, does the sparse-coding step (ISTA / ODL) produce
 sparse codes, and how do these numbers differ between a freshly initialised and a trained model?
-:func:`measure_layerwise` answers with a :class:`LayerwiseMeasurement`; :func:`plot_layerwise`
-draws it against depth.
+:func:`measure_layerwise` answers with a :class:`LayerwiseMeasurement`;
+:func:`whitebox.figures.plot_layerwise` draws it against depth.
 
 Stages
 ------
@@ -52,7 +52,7 @@ The two measurement conventions
     with depth, and with a fixed ε a growing norm alone raises every rate (``logdet`` grows like
     ``log ‖Z‖²``), which would be mistaken for "less compression".
 
-``convention="published"`` (the measurement code published with PyTorch CRATE, REFERENCE §5,
+``convention="published"`` (the measurement code published with PyTorch CRATE, docs/reference.md §5,
 ``vis_utils/coding_rate.py``):
     per head, the ``qkv`` features of the LayerNorm'ed input, ``P_k = LN_attn^ℓ(Z) U_k`` (N, p),
     each token (row) scaled to unit norm, ``P̂_k``; ``rc = Σ_k ½ logdet(I_N + p/(N·0.01) P̂_k P̂_kᵀ)``.
@@ -78,20 +78,20 @@ Values are per image, then averaged over the images (``values``), with their sta
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
 
-from .backend import array_module, get_xp, resolve_device, to_host
-from .layers.layernorm import LAYERNORM_EPS, layernorm_forward
-from .layers.mssa import subspaces
-from .models import crate, crate_alpha
-from .rate import coding_rate, compression_rate, sparse_rate_reduction
+from ..backend import array_module, resolve_device, to_host
+from ..data import dataset_info, load_dataset, normalize
+from ..layers.layernorm import LAYERNORM_EPS, layernorm_forward
+from ..layers.mssa import subspaces
+from ..models import crate, crate_alpha
+from ..rate import coding_rate, compression_rate, sparse_rate_reduction
+from ..train import LoadedRun, load_run
 
 CONVENTIONS = ("whitebox", "published")
 FEATURES = ("ln", "raw")
@@ -326,93 +326,15 @@ def _measure_stage(Z, params, stage: Stage, cfg, convention, eps, lambd, feature
     }
 
 
-# -- plots ------------------------------------------------------------------------------------
-
-PLOTTED = ("rc", "r", "srr", "sparsity")
-
-
-def plot_layerwise(measure_init: LayerwiseMeasurement | None, measure_trained: LayerwiseMeasurement | None,
-                   path, title: str = "") -> Path:
-    """Each quantity against depth, at initialisation (dashed) and after training (solid), one PNG.
-
-    One panel per quantity of :data:`PLOTTED` that either measurement defines; the band is ± one
-    standard deviation over images. Integer depths are the stages ``Z^ℓ``, half-integers the
-    midpoints ``Z^{ℓ+½}`` (hollow markers).
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from .train.files import atomic_write
-
-    runs = [(m, style) for m, style in ((measure_init, dict(ls="--", color="tab:gray", label="initialisation")),
-                                        (measure_trained, dict(ls="-", color="tab:blue", label="trained")))
-            if m is not None]
-    if not runs:
-        raise ValueError("plot_layerwise needs at least one measurement")
-    panels = [q for q in PLOTTED if any(not math.isnan(v) for m, _ in runs for v in m.values[q])]
-    fig = Figure(figsize=(3.6 * len(panels), 3.3), layout="constrained")
-    FigureCanvasAgg(fig)
-    for j, q in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), j + 1)
-        for m, style in runs:
-            t = np.asarray(m.depth)
-            v, s = np.asarray(m.values[q]), np.asarray(m.stds[q])
-            ok = ~np.isnan(v)
-            ax.plot(t[ok], v[ok], ls=style["ls"], color=style["color"], label=m.label or style["label"])
-            ax.fill_between(t[ok], (v - s)[ok], (v + s)[ok], color=style["color"], alpha=0.15, lw=0)
-            whole = ok & (t == np.floor(t))
-            ax.plot(t[whole], v[whole], "o", color=style["color"], ms=4)
-            ax.plot(t[ok & ~whole], v[ok & ~whole], "o", mfc="white", color=style["color"], ms=4)
-        ax.set_title(LABELS[q], fontsize=9)
-        ax.set_xlabel("depth (stage Z^t)")
-        ax.set_xticks(range(int(max(max(m.depth) for m, _ in runs)) + 1))
-        ax.grid(alpha=0.3)
-    fig.axes[0].legend(fontsize=8)
-    m = runs[-1][0]
-    fig.suptitle(title or f"{m.convention} convention, ε = {m.eps:g}, {m.n_images} test images", fontsize=10)
-    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
-
-
 # -- from a checkpoint ------------------------------------------------------------------------
 
-class TrainedModel(NamedTuple):
-    model: ModuleType  # crate or crate_alpha
-    cfg: object  # the model's Config
-    params: dict  # trained, on the device
-    config: object  # the run's whitebox.train.RunConfig
-    step: int  # updates taken
-    path: Path  # the checkpoint file
-
-    def initial_params(self) -> dict:
-        """The parameters this run started from: ``model.init`` with the run's seed and dtype."""
-        xp = array_module(*self.params.values())
-        device = "cpu" if xp is np else "gpu"
-        return self.model.init(self.cfg, seed=self.config.seed, dtype=np.dtype(self.config.dtype).type, device=device)
-
-
-def load_trained(path, *, device: str | None = None) -> TrainedModel:
-    """A model trained by ``whitebox train``: a run folder or its ``checkpoint.npz``.
-
-    ``device`` defaults to ``$WHITEBOX_DEVICE`` or the CPU (not the device the run trained on:
-    measuring is cheap).
-    """
-    from .models.registry import get_model
-    from .train import RunConfig, load_checkpoint
-    from .train.run import NoCheckpointError, checkpoint_path
-
-    file = checkpoint_path(path)
-    if not file.is_file():
-        raise NoCheckpointError(f"no checkpoint at {file}")
-    checkpoint = load_checkpoint(file)
-    if checkpoint.meta.get("task") not in (None, "classification"):
-        raise ValueError(f"{file} is a {checkpoint.meta['task']!r} run; measuring needs a classifier "
-                         "(crate, crate-alpha)")
-    config = RunConfig.from_dict(checkpoint.meta["config"])
-    model = get_model(config.model)
-    xp = get_xp(resolve_device(device))
-    dtype = np.dtype(config.dtype).type
-    params = {k: xp.asarray(v, dtype=dtype) for k, v in checkpoint.params.items()}
-    return TrainedModel(model, config.model_cfg(), params, config, int(checkpoint.meta["step"]), file)
+def load_trained(path, *, device: str | None = None) -> LoadedRun:
+    """A classifier trained by ``whitebox train`` (:func:`whitebox.train.load_run`), on ``device``
+    (default ``$WHITEBOX_DEVICE`` or the CPU, not the device the run trained on: measuring is cheap)."""
+    run = load_run(path, device=resolve_device(device))
+    if run.config.task != "classification":
+        raise ValueError(f"{run.path} is a {run.config.task!r} run; this needs a classifier (crate, crate-alpha)")
+    return run
 
 
 def test_images(dataset: str, n: int, cfg, *, xp: ModuleType = np, dtype=np.float32, data_dir=None):
@@ -420,8 +342,6 @@ def test_images(dataset: str, n: int, cfg, *, xp: ModuleType = np, dtype=np.floa
 
     The dataset's image shape must be the model's.
     """
-    from .data import dataset_info, load_dataset, normalize
-
     info = dataset_info(dataset)
     if (info.channels, info.image_size) != (cfg.channels, cfg.image_size):
         raise ValueError(f"{dataset} images are {info.channels}x{info.image_size}x{info.image_size}, the model "
@@ -432,65 +352,7 @@ def test_images(dataset: str, n: int, cfg, *, xp: ModuleType = np, dtype=np.floa
     return x, raw, labels
 
 
-def measure_checkpoint(path, *, dataset: str | None = None, n_images: int = 256, eps: float | None = None,
-                       lambd: float | None = None, device: str | None = None, data_dir=None, out=None,
-                       sweep_layer: int | None = None) -> dict:
-    """``whitebox measure``: both conventions, at initialisation and trained, on real test images.
-
-    Returns ``{convention: {"init": LayerwiseMeasurement, "trained": …}}`` and, with ``out``, writes
-    there ``measure.json``, ``measure.md``, ``layerwise.png`` (whitebox convention),
-    ``layerwise_published.png``, and the approximation checks of :mod:`whitebox.approximations`
-    on the trained model (``approximations.png``, ``approximations.md``; the sweep uses layer
-    ``sweep_layer``, default the middle one).
-    """
-    run = load_trained(path, device=device)
-    xp = array_module(*run.params.values())
-    dataset = dataset or run.config.dataset
-    images, _, _ = test_images(dataset, n_images, run.cfg, xp=xp, dtype=np.dtype(run.config.dtype).type,
-                               data_dir=data_dir)
-    init = run.initial_params()
-    results = {}
-    for convention in CONVENTIONS:
-        e = eps if convention == "whitebox" else None
-        results[convention] = {
-            "init": measure_layerwise(init, images, run.cfg, model=run.model, convention=convention, eps=e,
-                                      lambd=lambd, label="initialisation"),
-            "trained": measure_layerwise(run.params, images, run.cfg, model=run.model, convention=convention,
-                                         eps=e, lambd=lambd, label=f"trained (step {run.step})"),
-        }
-    if out is not None:
-        _write_measurements(results, run, dataset, Path(out), images, sweep_layer)
-    return results
-
-
-def _write_measurements(results: dict, run: TrainedModel, dataset: str, out: Path, images, sweep_layer) -> None:
-    from . import approximations
-    from .train.files import atomic_write_text
-
-    out.mkdir(parents=True, exist_ok=True)
-    what = f"{run.config.model} on {dataset}, step {run.step}"
-    payload = {"checkpoint": str(run.path), "model": run.config.model, "dataset": dataset, "step": run.step,
-               **{c: {k: m.to_dict() for k, m in pair.items()} for c, pair in results.items()}}
-    atomic_write_text(out / "measure.json", json.dumps(payload, indent=2) + "\n")
-    text = [f"# Layer-by-layer measurement: {what}\n"]
-    for convention, pair in results.items():
-        for m in pair.values():
-            text.append(f"## {convention}: {m.label}\n\n{m.to_markdown()}")
-    sweep_layer = run.cfg.depth // 2 if sweep_layer is None else sweep_layer
-    rows = approximations.sweep_layer(run.params, images[:16], run.cfg, sweep_layer, model=run.model)
-    approximations.plot_sweep(rows, out / "approximations.png", title=f"layer {sweep_layer} of {what}")
-    lasso = approximations.lasso_through_layers(run.params, images, run.cfg, model=run.model)
-    text.append(f"## Approximations of the compression step (layer {sweep_layer}, 16 images)\n\n"
-                + approximations.table_markdown(rows))
-    text.append("## LASSO objective through the proximal steps\n\n" + approximations.table_markdown(lasso))
-    atomic_write_text(out / "measure.md", "\n".join(text))
-    plot_layerwise(results["whitebox"]["init"], results["whitebox"]["trained"], out / "layerwise.png",
-                   title=f"whitebox convention (LN'd features, ε = {results['whitebox']['trained'].eps:g}): {what}")
-    plot_layerwise(results["published"]["init"], results["published"]["trained"], out / "layerwise_published.png",
-                   title=f"published convention (unit-norm qkv features, ε = {PUBLISHED_EPS:g}): {what}")
-
-
-# -- findings and the command line ------------------------------------------------------------
+# -- findings ------------------------------------------------------------
 
 def findings(m: LayerwiseMeasurement) -> dict:
     """The claims, counted: does each compression step lower ``rc`` (``Z^ℓ → Z^{ℓ+½}``, same ``U``),
@@ -528,60 +390,3 @@ def describe(results: dict) -> str:
     return "\n".join(lines)
 
 
-MEASURE_DESCRIPTION = """\
-Measure a trained model layer by layer on real test images, and the same model at its
-initialisation (the run's own seed): the compression term Rc(Z | U^l) against each layer's own
-subspaces (read off its qkv weight), the coding rate R(Z), the sparse rate reduction objective
-Rc - R + lambda ||Z||_1, and the sparsity of the ISTA/ODL codes, at every stage
-Z^0, Z^0.5, Z^1, ..., Z^L. Two conventions (see whitebox/measure.py):
-
-  whitebox   the LayerNorm'ed tokens the layer's MSSA sees, eps 0.5 (--eps)
-  published  per-head qkv features of LN(Z), each token scaled to unit norm, eps 0.1
-             (the published CodingRate(eps=0.01) passes eps^2)
-
-With --out, writes measure.json, measure.md, layerwise.png, layerwise_published.png, and the checks
-of the approximations on the trained model (approximations.png and tables in measure.md).
-
-example:
-  whitebox measure --checkpoint runs/demo --out runs/demo/measure
-"""
-
-
-def add_measure_arguments(p) -> None:
-    from .cli import positive_float, positive_int
-    from .data import DATASETS
-
-    p.add_argument("--checkpoint", required=True, metavar="RUN",
-                   help="a run folder (its checkpoint.npz) or a checkpoint file")
-    p.add_argument("--dataset", choices=DATASETS, help="test images to measure on (default: the run's dataset)")
-    p.add_argument("--out", metavar="DIR", help="write the tables and figures here")
-    p.add_argument("--images", type=positive_int, default=256, metavar="N", help="test images (default 256)")
-    p.add_argument("--eps", type=positive_float, metavar="EPS",
-                   help=f"epsilon of the whitebox convention (default {DEFAULT_EPS})")
-    p.add_argument("--lambd", type=positive_float, metavar="L", help="lambda of the objective (default: the model's)")
-    p.add_argument("--sweep-layer", type=int, metavar="L",
-                   help="layer of the approximation sweep (default: the middle one)")
-    p.add_argument("--device", choices=("cpu", "gpu"), help="default: $WHITEBOX_DEVICE or cpu")
-    p.add_argument("--data-dir", metavar="FOLDER", help="look for the dataset files here first")
-
-
-def measure_command(args) -> int:
-    """``whitebox measure``."""
-    from .cli import CommandError
-
-    try:
-        results = measure_checkpoint(args.checkpoint, dataset=args.dataset, n_images=args.images, eps=args.eps,
-                                     lambd=args.lambd, device=args.device, data_dir=args.data_dir, out=args.out,
-                                     sweep_layer=args.sweep_layer)
-    except ValueError as e:
-        raise CommandError(str(e)) from None
-    print(describe(results))
-    if args.out is None:
-        for convention, pair in results.items():
-            for m in pair.values():
-                print(f"\n{convention}: {m.to_markdown()}")
-    else:
-        out = Path(args.out)
-        for name in ("measure.md", "measure.json", "layerwise.png", "layerwise_published.png", "approximations.png"):
-            print(f"  {out / name}")
-    return 0

@@ -1,0 +1,87 @@
+"""``whitebox measure``: a checkpoint measured layer by layer, at initialisation and trained, and the
+approximation checks on its trained layers; the tables as files (the figures: :mod:`whitebox.figures`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..backend import array_module
+from ..io import atomic_write_text
+from ..train import LoadedRun
+from . import approximations
+from .layerwise import CONVENTIONS, load_trained, measure_layerwise, test_images
+
+SWEEP_IMAGES = 16
+
+
+@dataclass(frozen=True)
+class CheckpointMeasurement:
+    """What ``whitebox measure`` finds: ``results[convention]["init" | "trained"]`` are
+    :class:`~whitebox.analysis.layerwise.LayerwiseMeasurement`; ``sweep`` and ``lasso`` the rows of
+    :func:`approximations.sweep_layer` (layer ``sweep_layer``) and :func:`approximations.lasso_through_layers`."""
+
+    run: LoadedRun
+    dataset: str
+    results: dict
+    sweep_layer: int
+    sweep: list
+    lasso: list
+
+    @property
+    def what(self) -> str:
+        return f"{self.run.config.model} on {self.dataset}, step {self.run.step}"
+
+    def to_dict(self) -> dict:
+        return {"checkpoint": str(self.run.path), "model": self.run.config.model, "dataset": self.dataset,
+                "step": self.run.step,
+                **{c: {k: m.to_dict() for k, m in pair.items()} for c, pair in self.results.items()}}
+
+    def to_markdown(self) -> str:
+        text = [f"# Layer-by-layer measurement: {self.what}\n"]
+        for convention, pair in self.results.items():
+            for m in pair.values():
+                text.append(f"## {convention}: {m.label}\n\n{m.to_markdown()}")
+        text.append(f"## Approximations of the compression step (layer {self.sweep_layer}, {SWEEP_IMAGES} images)\n\n"
+                    + approximations.table_markdown(self.sweep))
+        text.append("## LASSO objective through the proximal steps\n\n" + approximations.table_markdown(self.lasso))
+        return "\n".join(text)
+
+    def write_tables(self, out) -> list[Path]:
+        """``measure.json`` and ``measure.md`` in ``out``."""
+        out = Path(out)
+        return [atomic_write_text(out / "measure.json", json.dumps(self.to_dict(), indent=2) + "\n"),
+                atomic_write_text(out / "measure.md", self.to_markdown())]
+
+
+def measure_checkpoint(path, *, dataset: str | None = None, n_images: int = 256, eps: float | None = None,
+                       lambd: float | None = None, device: str | None = None, data_dir=None,
+                       sweep_layer: int | None = None) -> CheckpointMeasurement:
+    """Both conventions, at initialisation and trained, on the first ``n_images`` test images, and the
+    approximation checks (the sweep on layer ``sweep_layer``, default the middle one)."""
+    run = load_trained(path, device=device)
+    depth = run.cfg.depth
+    sweep_layer = depth // 2 if sweep_layer is None else sweep_layer
+    if not 0 <= sweep_layer < depth:
+        raise ValueError(f"--sweep-layer must be a layer of the model, 0 to {depth - 1}, got {sweep_layer}")
+    xp = array_module(*run.params.values())
+    dataset = dataset or run.config.dataset
+    images, _, _ = test_images(dataset, n_images, run.cfg, xp=xp, dtype=np.dtype(run.config.dtype).type,
+                               data_dir=data_dir)
+    init = run.initial_params()
+    results = {}
+    for convention in CONVENTIONS:
+        e = eps if convention == "whitebox" else None
+        results[convention] = {
+            "init": measure_layerwise(init, images, run.cfg, model=run.model, convention=convention, eps=e,
+                                      lambd=lambd, label="initialisation"),
+            "trained": measure_layerwise(run.params, images, run.cfg, model=run.model, convention=convention,
+                                         eps=e, lambd=lambd, label=f"trained (step {run.step})"),
+        }
+    sweep = approximations.sweep_layer(run.params, images[:SWEEP_IMAGES], run.cfg, sweep_layer, model=run.model)
+    lasso = approximations.lasso_through_layers(run.params, images, run.cfg, model=run.model)
+    return CheckpointMeasurement(run, dataset, results, sweep_layer, sweep, lasso)
