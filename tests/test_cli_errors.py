@@ -114,7 +114,7 @@ CASES = [
     case(["train", "--resume", "{run}", "--lr", "1e-3"], "drop --lr"),
     case(["train", *TINY, "--out", "{run}"], "already holds a run"),
     case(["train", *TINY, "--out", "{run}/config.json"], "is a file, not a folder"),
-    case(["train", *TINY, "--out", "{tmp}/out"], "device must be one of ('cpu', 'gpu')", env="tpu"),
+    case(["train", *TINY, "--out", "{tmp}/out"], "WHITEBOX_DEVICE='tpu' is not a device", env="tpu"),
     case(["train", *TINY, "--device", "gpu", "--out", "{tmp}/out"], "device 'gpu' was requested", needs_cpu_only=True),
     case(["train", "--resume", "{tmp}"], "no checkpoint to resume"),
     case(["eval", "{tmp}/nowhere"], "no checkpoint at"),
