@@ -23,7 +23,7 @@ import numpy as np
 
 from .analysis.ablation import AblationResult, smooth
 from .analysis.approximations import METHODS
-from .analysis.attention_maps import AttentionPicture, _displayable, upsample
+from .analysis.attention_maps import AttentionPicture, displayable, upsample
 from .analysis.layerwise import LABELS, PUBLISHED_EPS, LayerwiseMeasurement
 from .analysis.measure import CheckpointMeasurement
 from .backend import array_module, to_device, to_host
@@ -171,7 +171,7 @@ def plot_attention_grid(raw_images: np.ndarray, attention: np.ndarray, path, *, 
     """
     B, K = attention.shape[:2]
     H, W = raw_images.shape[-2:]
-    shown = _displayable(raw_images)  # (B, H, W) or (B, H, W, 3)
+    shown = displayable(raw_images)  # (B, H, W) or (B, H, W, 3)
     heat = upsample(attention, (H, W), mode)  # (B, K, H, W)
     lo, hi = heat.min(axis=(-2, -1), keepdims=True), heat.max(axis=(-2, -1), keepdims=True)
     heat = (heat - lo) / np.where(hi > lo, hi - lo, 1.0)
@@ -199,13 +199,6 @@ def plot_attention_grid(raw_images: np.ndarray, attention: np.ndarray, path, *, 
     if title:
         fig.suptitle(title, fontsize=9)
     return _save(fig, path, 80)
-
-
-def _displayable(raw: np.ndarray) -> np.ndarray:
-    """(B, C, H, W) → (B, H, W) for one channel, (B, H, W, 3) for three; floats in [0, 1]."""
-    raw = np.asarray(raw)
-    x = raw.astype(np.float64) / 255 if raw.dtype == np.uint8 else raw.astype(np.float64)
-    return x[:, 0] if x.shape[1] == 1 else x.transpose(0, 2, 3, 1)
 
 
 def plot_attention_picture(picture: AttentionPicture, path, mode: str = "nearest") -> Path:
