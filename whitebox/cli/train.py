@@ -211,7 +211,7 @@ def training_summary(result) -> str:
 
 # -- whitebox eval ----------------------------------------------------------------------------
 
-WEIGHTS_OPTIONS = ("model", "preset", "dataset", "model_set")
+WEIGHTS_OPTIONS = ("model", "preset", "dataset", "model_set", "test_limit")
 EVAL_DESCRIPTION = f"""\
 Evaluate a checkpoint on its run's held-out split (same data, dtype and test examples as in training),
 or, with --weights FILE, a weights file that was not trained here on the test split of --dataset.
@@ -238,6 +238,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     weights.add_argument("--weights", metavar="FILE", help="a .pth / .pt / .pth.tar, .safetensors or .npz file")
     add_model_arguments(weights, required=False)
     weights.add_argument("--dataset", choices=DATASETS, help="the test split to use (see the description)")
+    weights.add_argument("--test-limit", type=positive_int, metavar="N", help="use only the first N test images")
 
 
 @command("eval", "held-out figures of a saved checkpoint (test accuracy, loss, bits per character)",

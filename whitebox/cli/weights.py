@@ -61,7 +61,7 @@ def eval_config(args: argparse.Namespace):
                  if k not in DATASET_FIELDS}
         return resolve_config(args.model, args.preset if args.preset in PRESETS else None, dataset=args.dataset,
                               model_overrides={**shape, **dict(args.model_set or [])}, label_smoothing=0.0,
-                              eval_batch_size=args.batch_size)
+                              eval_batch_size=args.batch_size, test_limit=args.test_limit)
     except ConfigError as e:
         raise UsageError(str(e)) from None
 
