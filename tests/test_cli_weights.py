@@ -132,7 +132,7 @@ def test_eval_weights_that_cannot_be_used_give_one_line(tmp_path, capsys, file, 
 
 @pytest.mark.parametrize("argv, message", [
     (["eval"], "give a run folder RUN, or --weights FILE"),
-    (["eval", "run", "--model", "crate"], "--model describe(s) a weights file"),
+    (["eval", "run", "--model", "crate"], "--model: only with --weights FILE"),
     (["eval", "--weights", "w.pth", "--model", "crate"], "--weights needs --preset"),
     (["eval", "run", "--weights", "w.pth", "--model", "crate", "--preset", "tiny"], "not both"),
     (["eval", "--weights", "w.pth", "--model", "crate", "--preset", "tiny"], "must be a multiple of patch_size"),

@@ -224,7 +224,7 @@ classes, as in whitebox train; the loss is the plain cross-entropy.
 
 examples:
   whitebox eval runs/demo
-  whitebox eval --weights crate_demo.pth --model crate --preset mnist-demo
+  whitebox eval --weights mnist_crate.pth --model crate --preset mnist-demo
   whitebox eval --weights crate_cifar.safetensors --model crate --preset tiny --set patch_size=4 --dataset cifar10
 """
 
@@ -248,7 +248,8 @@ def evaluate(args: argparse.Namespace) -> int:
         return evaluate_weights_file(args)
     given = [name for name in WEIGHTS_OPTIONS if getattr(args, name) is not None]
     if args.run is None or given:
-        raise UsageError(f"{', '.join(_flag(n) for n in given)} describe(s) a weights file: add --weights FILE"
+        raise UsageError(f"{', '.join(_flag(n) for n in given)}: only with --weights FILE (a weights file not "
+                         "trained here); a run folder has its own model and data"
                          if given else "give a run folder RUN, or --weights FILE with --model and --preset")
     result = evaluate_checkpoint(args.run, device=args.device, data_dir=args.data_dir, eval_batch_size=args.batch_size)
     config = result["config"]
