@@ -16,7 +16,6 @@ from whitebox import cli
 from whitebox.models import crate_alpha
 from whitebox.train import ConfigError, load_checkpoint, load_run, resolve_config
 from whitebox.weights import HEAD_NAMES, load_model_weights, load_state_dict, read_weights, save_state_dict
-from whitebox.weights.load import model_of
 from whitebox.weights.resize import resize_pos_embedding
 
 FIXTURE_MODEL = ["--preset", "tiny", "--set", "image_size=8", "--set", "patch_size=4", "--set", "num_classes=3",
@@ -36,7 +35,7 @@ def one_line_error(capsys, argv, status: int = 1) -> str:
 def exported(run_folder, path, pos_grid=None):
     """The run's parameters written as a user's weights file (official names), positions optionally resized."""
     run = load_run(run_folder)
-    state = model_of(run.cfg).to_torch_state_dict(run.params, run.cfg)
+    state = run.model.to_torch_state_dict(run.params, run.cfg)
     if pos_grid is not None:
         state["pos_embedding"] = resize_pos_embedding(state["pos_embedding"], pos_grid)
     return save_state_dict(state, path)
