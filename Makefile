@@ -15,6 +15,7 @@ data:
 
 demo: install data
 	$(PYTHON) -m whitebox train --model crate --preset mnist-demo --dataset mnist --out runs/demo --overwrite
+	$(PYTHON) -m whitebox report runs/demo
 
 test: install data
 	$(PYTHON) -m pytest -q

@@ -38,10 +38,10 @@ from whitebox.data import dataset_info, load_dataset, normalize
 from whitebox.layers.ista import ista_forward
 from whitebox.layers.layernorm import layernorm_forward
 from whitebox.layers.loss import cross_entropy
+from whitebox.analysis.within_layer import normalised, orthonormalised, within_layer_compression
 from whitebox.layers.mssa import subspaces
 from whitebox.models import crate
 from whitebox.optim import AdamW
-from whitebox.rate import compression_rate
 from whitebox.schedules import warmup_cosine
 from _figures import plt, show  # lectures/_figures.py: Agg in scripts, inline in notebooks
 
@@ -113,45 +113,26 @@ print("every layer = compression step on LN(Z), then ISTA on LN(Z^{l+1/2}): chec
 # yardsticks: it cannot say whether a layer compressed.) The sparse-coding half is measured by the fraction of exact
 # zeros in its output $Z^{\ell+1}$; its input $\mathrm{LN}(Z^{\ell+1/2})$ has none.
 #
-# whitebox has no function for $\Delta^\ell$ yet; here it is, from public pieces:
+# whitebox measures it with `whitebox.analysis.within_layer.within_layer_compression` (which `whitebox measure` and
+# `whitebox report` print); below, its value is checked against the definition of $R^c$.
 
 # %%
 EPS = 0.5
 measure_x = normalize(test_images[1000:1064], info.mean, info.std, dtype=np.float64)
 
 
-def orthonormalised(U):
-    """Each head's basis replaced by an orthonormal basis of the same subspace (QR), (K, d, p)."""
-    return np.stack([np.linalg.qr(U_k)[0] for U_k in U])
-
-
-def normalised(Z):
-    """LayerNorm without affine parameters: every token centred and scaled to unit variance."""
-    return layernorm_forward(Z, np.ones(Z.shape[-1]), np.zeros(Z.shape[-1]))[0]
-
-
-def within_layer_compression(params, cfg, images, eps=EPS):
-    """Per layer: Rc before and after the layer's compression step against its own subspaces, raw and orthonormalised,
-    the singular values of its U, and the sparsity of its sparse-coding output."""
+def within_layer(params, cfg, images, eps=EPS):
+    """whitebox's measurement of Δ^ℓ (float64), as arrays per layer, and the features it was taken on."""
     params64 = {k: v.astype(np.float64) for k, v in params.items()}
+    m = within_layer_compression(params64, images, cfg, eps=eps)
+    result = {"before": m.rc_before, "after": m.rc_after, "before_orth": m.rc_before_orth,
+              "after_orth": m.rc_after_orth, "sv_min": m.sv_min, "sv_max": m.sv_max, "sparsity": m.sparsity}
     _, cache = crate.forward(params64, images, cfg, keep_features=True)
-    feats = crate.layer_features(cache)
-    rows = {key: [] for key in ("before", "after", "before_orth", "after_orth", "sv_min", "sv_max", "sparsity")}
-    for layer in range(cfg.depth):
-        U = subspaces(params64[f"layers.{layer}.attn.qkv"], cfg.heads)  # (K, d, p)
-        before, after = normalised(feats["inputs"][layer]), normalised(feats["midpoints"][layer])
-        for suffix, basis in (("", U), ("_orth", orthonormalised(U))):
-            rows["before" + suffix].append(float(compression_rate(before, basis, eps).mean()))
-            rows["after" + suffix].append(float(compression_rate(after, basis, eps).mean()))
-        singular = np.linalg.svd(U, compute_uv=False)
-        rows["sv_min"].append(float(singular.min()))
-        rows["sv_max"].append(float(singular.max()))
-        rows["sparsity"].append(float((feats["outputs"][layer] == 0).mean()))
-    return {key: np.array(value) for key, value in rows.items()}, feats
+    return {key: np.array(value) for key, value in result.items()}, crate.layer_features(cache)
 
 
 params = crate.init(cfg, seed=0)  # float32 for training
-at_init, _ = within_layer_compression(params, cfg, measure_x)
+at_init, _ = within_layer(params, cfg, measure_x)
 
 # %% [markdown]
 # ## 3. Training on MNIST for a few seconds
@@ -199,7 +180,7 @@ assert accuracy_trained > 0.5 > accuracy_init
 # ## 4. What each layer's steps did, at initialisation and after training
 
 # %%
-trained, trained_feats = within_layer_compression(params, cfg, measure_x)
+trained, trained_feats = within_layer(params, cfg, measure_x)
 for label, result in (("init", at_init), ("trained", trained)):
     print(f"{label}:")
     for layer in range(cfg.depth):

@@ -82,13 +82,14 @@ MESSAGES = {"empty": "not a readable checkpoint", "truncated": "not a readable c
             "another-config": "belongs to another run"}
 
 
-@pytest.mark.parametrize("command", ["eval", "resume", "measure", "attention", "sample", "reconstruct"])
+@pytest.mark.parametrize("command", ["eval", "resume", "measure", "report", "attention", "sample", "reconstruct"])
 @pytest.mark.parametrize("how", DAMAGE)
 def test_a_damaged_checkpoint_is_one_line_for_every_command(run, capsys, tmp_path, command, how):
     damage_checkpoint(run, how)
     before = snapshot(run)
     argv = {"eval": ["eval", str(run)], "resume": ["train", "--resume", str(run / "checkpoint.npz"), "--quiet"],
             "measure": ["measure", "--checkpoint", str(run), "--images", "4"],
+            "report": ["report", str(run), "--images", "4", "--out", str(tmp_path / "report")],
             "attention": ["attention", "--checkpoint", str(run), "--out", str(tmp_path / "a.png")],
             "sample": ["sample", "--checkpoint", str(run)],
             "reconstruct": ["reconstruct", "--checkpoint", str(run), "--out", str(tmp_path / "r.png")]}[command]

@@ -23,9 +23,10 @@ import numpy as np
 
 from .analysis.ablation import AblationResult, smooth
 from .analysis.approximations import METHODS
-from .analysis.attention_maps import AttentionPicture, _displayable, upsample
+from .analysis.attention_maps import AttentionPicture, displayable, upsample
 from .analysis.layerwise import LABELS, PUBLISHED_EPS, LayerwiseMeasurement
 from .analysis.measure import CheckpointMeasurement
+from .analysis.within_layer import WithinLayerCompression
 from .backend import array_module, to_device, to_host
 from .io import atomic_write
 from .models import crate_mae
@@ -122,7 +123,43 @@ def plot_measurement(m: CheckpointMeasurement, out) -> list[Path]:
         plot_layerwise(published["init"], published["trained"], out / "layerwise_published.png",
                        title=f"published convention (unit-norm qkv features, ε = {PUBLISHED_EPS:g}): {m.what}"),
         plot_sweep(m.sweep, out / "approximations.png", title=f"layer {m.sweep_layer} of {m.what}"),
+        plot_within_layer(m.within["init"], m.within["trained"], out / "within_layer.png", title=m.what),
     ]
+
+
+def plot_within_layer(init: WithinLayerCompression | None, trained: WithinLayerCompression, path,
+                      title: str = "") -> Path:
+    """Bars of ``Rc`` before and after each layer's compression step (raw and orthonormalised ``U^ℓ``),
+    at initialisation and trained, and the sparsity of the codes per layer."""
+    fig = _figure(figsize=(13, 3.4))
+    axes = fig.subplots(1, 3)
+    layers = np.arange(trained.depth)
+    shown = [("init", init, ("lightgray", "gray")), ("trained", trained, ("lightskyblue", "tab:blue"))]
+    shown = [(label, m, colors) for label, m, colors in shown if m is not None]
+    width = 0.8 / (2 * len(shown))
+    for ax, suffix, name in ((axes[0], "", "raw $U^\\ell$"), (axes[1], "_orth", "orthonormalised $U^\\ell$")):
+        low = []
+        for i, (label, m, colors) in enumerate(shown):
+            for j, (side, color) in enumerate(zip(("before", "after"), colors)):
+                values = getattr(m, f"rc_{side}{suffix}")
+                ax.bar(layers + (2 * i + j - len(shown) + 0.5) * width, values, width, color=color,
+                       label=f"{label}, {side}")
+                low.append(min(values))
+        ax.set_ylim(0.8 * min(low), None)
+        ax.set_title(f"Rc before/after each compression step, {name}", fontsize=9)
+        ax.set_xlabel("layer")
+        ax.set_xticks(layers)
+    axes[0].legend(fontsize=7)
+    for label, m, colors in shown:
+        axes[2].plot(layers, m.sparsity, "o-", color=colors[1], label=label)
+    axes[2].set_title("zeros in the sparse codes", fontsize=9)
+    axes[2].set_xlabel("layer")
+    axes[2].set_xticks(layers)
+    axes[2].legend(fontsize=8)
+    if title:
+        fig.suptitle(f"{title} (ε = {trained.eps:g}, {trained.n_images} images, tokens LayerNorm'ed without affine)",
+                     fontsize=9)
+    return _save(fig, path, 90)
 
 
 SWEEP_COLORS = {"exact": "black", "neumann": "tab:orange", "tied": "tab:green", "published": "tab:purple"}
@@ -171,7 +208,7 @@ def plot_attention_grid(raw_images: np.ndarray, attention: np.ndarray, path, *, 
     """
     B, K = attention.shape[:2]
     H, W = raw_images.shape[-2:]
-    shown = _displayable(raw_images)  # (B, H, W) or (B, H, W, 3)
+    shown = displayable(raw_images)  # (B, H, W) or (B, H, W, 3)
     heat = upsample(attention, (H, W), mode)  # (B, K, H, W)
     lo, hi = heat.min(axis=(-2, -1), keepdims=True), heat.max(axis=(-2, -1), keepdims=True)
     heat = (heat - lo) / np.where(hi > lo, hi - lo, 1.0)
@@ -199,13 +236,6 @@ def plot_attention_grid(raw_images: np.ndarray, attention: np.ndarray, path, *, 
     if title:
         fig.suptitle(title, fontsize=9)
     return _save(fig, path, 80)
-
-
-def _displayable(raw: np.ndarray) -> np.ndarray:
-    """(B, C, H, W) → (B, H, W) for one channel, (B, H, W, 3) for three; floats in [0, 1]."""
-    raw = np.asarray(raw)
-    x = raw.astype(np.float64) / 255 if raw.dtype == np.uint8 else raw.astype(np.float64)
-    return x[:, 0] if x.shape[1] == 1 else x.transpose(0, 2, 3, 1)
 
 
 def plot_attention_picture(picture: AttentionPicture, path, mode: str = "nearest") -> Path:

@@ -42,8 +42,9 @@ def decay_mask(params: Mapping) -> set[str]:
     the ``qkv`` projections, the ISTA / ODL dictionaries) and its name contains neither
     ``"cls_token"`` nor ``"pos_embedding"``.
 
-    Why (standard ViT practice, e.g. timm's ``param_groups_weight_decay`` and ``no_weight_decay``,
-    which CRATE's training code inherits): weight decay is a prior that *matrices* be small, which
+    Why (standard ViT practice, e.g. timm's ``param_groups_weight_decay`` and ``no_weight_decay``;
+    whitebox's choice: the official CRATE ``main.py`` passes every parameter to AdamW, docs/reference.md
+    §5): weight decay is a prior that *matrices* be small, which
     limits how much a layer can amplify its input. It means nothing for the others:
 
     * Biases (1-D) shift activations; pulling them to 0 adds bias without limiting capacity.

@@ -41,12 +41,10 @@ import numpy as np
 
 from ..backend import array_module, to_host
 from ..compression_step import gradient_step, neumann_step, stack_subspaces, tied_mssa_step
-from ..layers.layernorm import layernorm_forward
 from ..layers.mssa import mssa_forward
 from ..layers.odl import odl_forward
-from ..models import crate
 from ..rate import compression_rate, compression_rate_grad
-from .layerwise import attention_input, attention_norm_eps, forward_stages, layer_subspaces, model_of
+from .layerwise import attention_input, forward_stages, layer_subspaces, model_of
 
 METHODS = ("exact", "neumann", "tied", "published")
 DEFAULT_KAPPAS = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -128,35 +126,27 @@ def lasso_objective(Y, D, A, lambd: float):
     return 0.5 * (residual * residual).sum(axis=(-2, -1)) + lambd * xp.abs(A).sum(axis=(-2, -1))
 
 
-def sparse_block(params: dict, layer: int, cfg) -> dict:
-    """Layer ``ℓ``'s sparse-coding settings: its LayerNorm and dictionary names, steps, start, η, λ."""
-    if isinstance(cfg, crate.Config):
-        return {"norm": f"layers.{layer}.ista_norm.", "D": params[f"layers.{layer}.ista.D"], "steps": 1,
-                "start_input": True, "step": cfg.ista_step, "lambd": cfg.ista_lambd}
-    return {"norm": f"layers.{layer}.odl_norm.", "D": params[f"layers.{layer}.odl.D"], "steps": cfg.odl_steps,
-            "start_input": cfg.ista_start == "input", "step": cfg.ista_step, "lambd": cfg.ista_lambd}
-
-
 def proximal_iterates(params: dict, images, cfg, model: ModuleType | None = None) -> list[dict]:
     """Per layer: ``{"Y", "D", "codes": [A_0, …, A_T], "step", "lambd"}`` on real images, in float64.
 
-    ``A_T`` is the layer's output code (:func:`whitebox.models.crate.layer_features`' ``outputs``),
-    recomputed from ``Y = LN(Z^{ℓ+½})`` with :func:`whitebox.layers.odl.odl_forward`.
+    ``Y = LN(Z^{ℓ+½})`` is the layer's sparse-coding input and ``D`` its dictionary, both as the model
+    reports them (``layer_features``' ``sparse_inputs``, ``layer_dictionary``); the iterates are
+    recomputed with :func:`whitebox.layers.odl.odl_forward`: ``odl_steps`` proximal steps
+    (CRATE-alpha) or CRATE's one ISTA step, from ``A_0 = Y`` (``ista_start="input"``, CRATE) or
+    ``A_0 = 0``. ``A_T`` is the layer's code (``layer_features``' ``codes``).
     """
     model = model or model_of(cfg)
-    Z, _ = forward_stages(params, images, cfg, model)
+    _, cache = model.forward(params, images, cfg, keep_features=True)
+    feats = model.layer_features(cache)
+    steps, start_input = getattr(cfg, "odl_steps", 1), getattr(cfg, "ista_start", "input") == "input"
     layers = []
-    for ell in range(cfg.depth):
-        block = sparse_block(params, ell, cfg)
-        Y, _ = layernorm_forward(Z[2 * ell + 1], params[block["norm"] + "weight"], params[block["norm"] + "bias"],
-                                 attention_norm_eps(cfg))
+    for ell, Y in enumerate(feats["sparse_inputs"]):
         xp = array_module(Y)
-        Y, D = Y.astype(xp.float64), block["D"].astype(xp.float64)
-        start = Y if block["start_input"] else None
-        _, cache = odl_forward(Y, D, None, steps=block["steps"], step=block["step"], lambd=block["lambd"],
-                               start=start)
-        codes = [xp.zeros(Y.shape[:-1] + D.shape[1:], dtype=Y.dtype) if a is None else a for a in cache.codes]
-        layers.append({"Y": Y, "D": D, "codes": codes, "step": block["step"], "lambd": block["lambd"]})
+        Y, D = Y.astype(xp.float64), model.layer_dictionary(params, ell, cfg).astype(xp.float64)
+        _, odl = odl_forward(Y, D, None, steps=steps, step=cfg.ista_step, lambd=cfg.ista_lambd,
+                             start=Y if start_input else None)
+        codes = [xp.zeros(Y.shape[:-1] + D.shape[1:], dtype=Y.dtype) if a is None else a for a in odl.codes]
+        layers.append({"Y": Y, "D": D, "codes": codes, "step": cfg.ista_step, "lambd": cfg.ista_lambd})
     return layers
 
 

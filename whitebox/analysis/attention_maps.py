@@ -90,7 +90,7 @@ def object_patches(raw_images: np.ndarray, patch: int, threshold: float = 0.1) -
     """Patches whose mean intensity (in [0, 1], over pixels and channels) exceeds ``threshold``:
     (B, C, H, W) → (B, H/P, W/P) bool. A crude object mask for dark-background images (MNIST,
     Fashion-MNIST), not for natural images."""
-    x = _displayable(raw_images)  # (B, H, W) or (B, H, W, 3)
+    x = displayable(raw_images)  # (B, H, W) or (B, H, W, 3)
     if x.ndim == 4:
         x = x.mean(axis=-1)
     B, H, W = x.shape
@@ -132,7 +132,7 @@ def upsample(maps: np.ndarray, size: tuple[int, int], mode: str = "nearest") -> 
     return out
 
 
-def _displayable(raw: np.ndarray) -> np.ndarray:
+def displayable(raw: np.ndarray) -> np.ndarray:
     """(B, C, H, W) → (B, H, W) for one channel, (B, H, W, 3) for three; floats in [0, 1]."""
     raw = np.asarray(raw)
     x = raw.astype(np.float64) / 255 if raw.dtype == np.uint8 else raw.astype(np.float64)

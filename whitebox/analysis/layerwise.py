@@ -88,8 +88,7 @@ import numpy as np
 from ..backend import array_module, resolve_device, to_host
 from ..data import dataset_info, load_dataset, normalize
 from ..layers.layernorm import LAYERNORM_EPS, layernorm_forward
-from ..layers.mssa import subspaces
-from ..models import crate, crate_alpha
+from ..models.registry import model_of
 from ..rate import coding_rate, compression_rate, sparse_rate_reduction
 from ..train import LoadedRun, load_run
 
@@ -122,22 +121,14 @@ def stages(depth: int) -> list[Stage]:
     return out
 
 
-def model_of(cfg) -> ModuleType:
-    """The model module of a Config: :mod:`whitebox.models.crate` or :mod:`~whitebox.models.crate_alpha`."""
-    for module in (crate, crate_alpha):
-        if isinstance(cfg, module.Config):
-            return module
-    raise TypeError(f"expected a crate or crate_alpha Config, got {type(cfg).__name__}")
-
-
 def attention_norm_eps(cfg) -> float:
     """The eps of the model's pre-attention LayerNorms (CRATE 1e-5, CRATE-alpha ``norm_eps``)."""
     return getattr(cfg, "norm_eps", LAYERNORM_EPS)
 
 
 def layer_subspaces(params: dict, layer: int, cfg):
-    """``U^ℓ`` (K, d, p), read off layer ``ℓ``'s ``qkv`` weight ``[U_1 … U_K]ᵀ``."""
-    return subspaces(params[f"layers.{layer}.attn.qkv"], cfg.heads)
+    """``U^ℓ`` (K, d, p), read off layer ``ℓ``'s ``qkv`` weight ``[U_1 … U_K]ᵀ`` by the model itself."""
+    return model_of(cfg).layer_subspaces(params, layer, cfg)
 
 
 def attention_input(Z, params: dict, layer: int, cfg):
@@ -154,21 +145,9 @@ def forward_stages(params: dict, images, cfg, model: ModuleType | None = None):
     _, cache = model.forward(params, images, cfg, keep_features=True)
     feats = model.layer_features(cache)
     Z = [feats["inputs"][0]]
-    for mid, nxt in zip(feats["midpoints"], feats["inputs"][1:] + [_last_output(cache, feats)]):
-        Z += [mid, nxt]
+    for mid, out in zip(feats["midpoints"], feats["outputs"]):  # Z^{ℓ+1} is layer ℓ's output
+        Z += [mid, out]
     return Z, feats["codes"]
-
-
-def _last_output(cache, feats):
-    """``Z^L``, the tokens the head reads, rebuilt from the last layer's cache.
-
-    CRATE: the ISTA output itself. CRATE-alpha: ``[Z^{L−½} +] D̂ A_T`` (``A_T`` without a decoder).
-    """
-    if isinstance(cache.cfg, crate.Config):
-        return feats["outputs"][-1]
-    odl = cache.layers[-1].odl
-    out = odl.codes[-1] if odl.D_hat is None else odl.codes[-1] @ odl.D_hat.T  # (B, N, d)
-    return feats["midpoints"][-1] + out if cache.cfg.residual else out
 
 
 def measured_features(Z, params: dict, layer: int, cfg, features: str = "ln"):

@@ -15,6 +15,7 @@ from ..io import atomic_write_text
 from ..train import LoadedRun
 from . import approximations
 from .layerwise import CONVENTIONS, load_trained, measure_layerwise, test_images
+from .within_layer import within_layer_compression
 
 SWEEP_IMAGES = 16
 
@@ -23,7 +24,8 @@ SWEEP_IMAGES = 16
 class CheckpointMeasurement:
     """What ``whitebox measure`` finds: ``results[convention]["init" | "trained"]`` are
     :class:`~whitebox.analysis.layerwise.LayerwiseMeasurement`; ``sweep`` and ``lasso`` the rows of
-    :func:`approximations.sweep_layer` (layer ``sweep_layer``) and :func:`approximations.lasso_through_layers`."""
+    :func:`approximations.sweep_layer` (layer ``sweep_layer``) and :func:`approximations.lasso_through_layers`;
+    ``within["init" | "trained"]`` the :class:`~whitebox.analysis.within_layer.WithinLayerCompression`."""
 
     run: LoadedRun
     dataset: str
@@ -31,6 +33,7 @@ class CheckpointMeasurement:
     sweep_layer: int
     sweep: list
     lasso: list
+    within: dict
 
     @property
     def what(self) -> str:
@@ -38,11 +41,13 @@ class CheckpointMeasurement:
 
     def to_dict(self) -> dict:
         return {"checkpoint": str(self.run.path), "model": self.run.config.model, "dataset": self.dataset,
-                "step": self.run.step,
+                "step": self.run.step, "within_layer": {k: w.to_dict() for k, w in self.within.items()},
                 **{c: {k: m.to_dict() for k, m in pair.items()} for c, pair in self.results.items()}}
 
     def to_markdown(self) -> str:
-        text = [f"# Layer-by-layer measurement: {self.what}\n"]
+        text = [f"# Layer-by-layer measurement: {self.what}\n",
+                "## Within each layer: Rc before and after its compression step, against its own subspaces\n"]
+        text += [w.to_markdown() for w in self.within.values()]
         for convention, pair in self.results.items():
             for m in pair.values():
                 text.append(f"## {convention}: {m.label}\n\n{m.to_markdown()}")
@@ -84,4 +89,7 @@ def measure_checkpoint(path, *, dataset: str | None = None, n_images: int = 256,
         }
     sweep = approximations.sweep_layer(run.params, images[:SWEEP_IMAGES], run.cfg, sweep_layer, model=run.model)
     lasso = approximations.lasso_through_layers(run.params, images, run.cfg, model=run.model)
-    return CheckpointMeasurement(run, dataset, results, sweep_layer, sweep, lasso)
+    within = {"init": within_layer_compression(init, images, run.cfg, model=run.model, label="initialisation"),
+              "trained": within_layer_compression(run.params, images, run.cfg, model=run.model,
+                                                  label=f"trained (step {run.step})")}
+    return CheckpointMeasurement(run, dataset, results, sweep_layer, sweep, lasso, within)

@@ -16,6 +16,7 @@ from ..analysis.ablation import BUDGETS, budget_table, run_ablation, variant_con
 from ..analysis.attention_maps import UPSAMPLE_MODES, attention_checkpoint
 from ..analysis.layerwise import DEFAULT_EPS, describe
 from ..analysis.measure import measure_checkpoint
+from ..analysis.report import report_checkpoint
 from ..data import DATASETS
 from .common import (CommandError, UsageError, add_device_argument, command, key_value, nonnegative_int,
                      positive_float, positive_int)
@@ -63,6 +64,7 @@ def measure(args: argparse.Namespace) -> int:
                                sweep_layer=args.sweep_layer)
     except ValueError as e:
         raise CommandError(str(e)) from None
+    print("\n".join(w.summary() for w in m.within.values()))
     print(describe(m.results))
     if args.out is None:
         for convention, pair in m.results.items():
@@ -70,6 +72,45 @@ def measure(args: argparse.Namespace) -> int:
                 print(f"\n{convention}: {one.to_markdown()}")
         return 0
     for path in m.write_tables(args.out) + figures.plot_measurement(m, args.out):
+        print(f"  {path}")
+    return 0
+
+
+REPORT_DESCRIPTION = """\
+The white-box report of a trained classifier, in seconds: for every layer, Rc of the tokens just
+before and just after its compression step, against that layer's own subspaces (tokens LayerNorm'ed
+without affine, eps 0.5, raw and orthonormalised subspaces), at initialisation and trained; the
+sparsity of each layer's codes; and the cls token's attention on a few test images. Prints a short
+summary and writes report.md, report.json, within_layer.png and attention.png to --out (default
+RUN/report). 'make demo' ends with it; 'whitebox measure' is the full measurement.
+
+example:
+  whitebox report runs/demo
+"""
+
+
+def add_report_arguments(p) -> None:
+    p.add_argument("run", metavar="RUN", help="a run folder (its checkpoint.npz) or a checkpoint file")
+    p.add_argument("--out", metavar="DIR", help="output folder (default RUN/report)")
+    p.add_argument("--images", type=positive_int, default=256, metavar="N",
+                   help="test images to measure on (default 256)")
+    add_device_argument(p, "$WHITEBOX_DEVICE or cpu")
+    p.add_argument("--data-dir", metavar="FOLDER", help="look for the dataset files here first")
+
+
+@command("report", "the white-box report of a classifier: within-layer compression, sparsity, attention",
+         REPORT_DESCRIPTION, add_report_arguments)
+def report(args: argparse.Namespace) -> int:
+    try:
+        r = report_checkpoint(args.run, n_images=args.images, device=args.device, data_dir=args.data_dir)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    out = Path(args.out) if args.out else r.run.path.parent / "report"
+    print(r.summary())
+    paths = r.write_tables(out) + [
+        figures.plot_within_layer(r.within["init"], r.within["trained"], out / "within_layer.png", title=r.run.config.model),
+        figures.plot_attention_picture(r.attention, out / "attention.png")]
+    for path in paths:
         print(f"  {path}")
     return 0
 

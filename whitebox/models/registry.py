@@ -36,3 +36,12 @@ def get_model(name: str) -> ModuleType:
     if name not in available_models():
         raise ValueError(f"unknown model {name!r}; choose one of {available_models()}")
     return importlib.import_module(MODULES[name])
+
+
+def model_of(cfg) -> ModuleType:
+    """The module whose ``Config`` made ``cfg`` (``crate.Config`` -> :mod:`whitebox.models.crate`)."""
+    for name in available_models():
+        module = get_model(name)
+        if type(cfg) is module.Config:
+            return module
+    raise ValueError(f"cfg must be the Config of one of the models {available_models()}, got {type(cfg).__name__}")

@@ -18,7 +18,8 @@ Public surface::
 from __future__ import annotations
 
 from ..backend import TRAIN_DTYPE, get_xp, to_host
-from .load import grid_of, model_of, official_state_dict
+from ..models.registry import model_of
+from .load import grid_of, official_state_dict
 from .resize import resize_pos_embedding
 
 HEAD_NAMES = ("head_norm.weight", "head_norm.bias", "head.weight", "head.bias")  # the official mlp_head

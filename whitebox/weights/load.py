@@ -16,25 +16,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from types import ModuleType
 
 from ..backend import TRAIN_DTYPE
-from ..models import crate, crate_alpha
+from ..models import crate_alpha
+from ..models.registry import model_of
 from .big_vision import is_big_vision, torch_state_dict_from_big_vision
 from .formats import read_weights, save_state_dict
 from .resize import resize_pos_embedding
 
 log = logging.getLogger(__name__)
-
-MODELS = {crate.Config: crate, crate_alpha.Config: crate_alpha}  # config type -> model module
-
-
-def model_of(cfg) -> ModuleType:
-    """The model module (:mod:`~whitebox.models.crate` or :mod:`~whitebox.models.crate_alpha`) of ``cfg``."""
-    try:
-        return MODELS[type(cfg)]
-    except KeyError:
-        raise ValueError(f"cfg must be a crate.Config or a crate_alpha.Config, got {type(cfg).__name__}") from None
 
 
 def grid_of(cfg) -> tuple:
