@@ -12,10 +12,11 @@ from typing import NamedTuple
 import numpy as np
 
 from ..backend import get_xp, to_host
-from ..validate import check_float_dtype
+from ..blocks import head, stack
 from ..blocks.head import HeadCache
 from ..blocks.stack import StackCache
-from ..layers.embedding import ClsCache
+from ..layers.embedding import ClsCache, prepend_cls_backward
+from ..validate import check_float_dtype
 
 
 class ClassifierCache(NamedTuple):
@@ -31,6 +32,19 @@ class ClassifierCache(NamedTuple):
     def layers(self) -> list:
         """The per-layer block caches."""
         return self.stack.layers
+
+
+def classifier_trunk_backward(dlogits, cache: ClassifierCache):
+    """Backward through the head, the stack and the cls + position prepend of an image classifier.
+
+    dlogits (B, classes) → ``(dtokens, grads)``: the gradient for the patch embedding's output
+    (B, n, d) and the gradients of every other parameter; the model adds its embedding's own.
+    """
+    dz, grads = head.backward(dlogits, cache.head)  # (B, N, d)
+    dz, layer_grads = stack.backward(dz, cache.stack)
+    grads.update(layer_grads)
+    dtokens, grads["cls_token"], grads["pos_embedding"] = prepend_cls_backward(dz, cache.cls)
+    return dtokens, grads
 
 
 def state_dict_from_params(params: dict, names: dict) -> dict:

@@ -55,7 +55,6 @@ from ..blocks.params import Param, linear_default, model_parameters, normal
 from ..layers.embedding import (
     conv_patch_embed_backward,
     conv_patch_embed_forward,
-    prepend_cls_backward,
     prepend_cls_forward,
 )
 from ..layers.mssa import subspaces
@@ -64,6 +63,7 @@ from .checks import check_images, check_params
 from .common import (
     HEAD_TORCH_NAMES,
     ClassifierCache,
+    classifier_trunk_backward,
     attention_torch_names,
     params_from_state_dict,
     state_dict_from_params,
@@ -209,10 +209,7 @@ def forward(params: dict, images, cfg: Config, *, keep_features: bool = False):
 
 def backward(dlogits, cache: ClassifierCache) -> dict:
     """Gradients of every parameter (same keys and shapes as ``params``) for ``dlogits`` (B, classes)."""
-    dz, grads = head.backward(dlogits, cache.head)  # (B, N, d)
-    dz, layer_grads = stack.backward(dz, cache.stack)
-    grads.update(layer_grads)
-    dtokens, grads["cls_token"], grads["pos_embedding"] = prepend_cls_backward(dz, cache.cls)
+    dtokens, grads = classifier_trunk_backward(dlogits, cache)  # (B, n, d)
     _, grads["embed.conv.weight"], grads["embed.conv.bias"] = conv_patch_embed_backward(dtokens, cache.embed)
     return grads
 
