@@ -100,7 +100,8 @@ class _Run:
     def __init__(self, task, optimizer, schedule, *, epochs, seed, paths, meta, clip_grad, max_steps,
                  saved_step, quiet, echo, curves, on_step, comm):
         self.task, self.optimizer, self.schedule, self.curves = task, optimizer, schedule, curves
-        self.comm, self.part = comm, (comm.rank, comm.size)
+        self.comm = comm
+        self.part = () if comm.size == 1 else ((comm.rank, comm.size),)  # a task's `part` argument, on ranks only
         self.on_step = on_step
         self.epochs, self.seed, self.paths, self.meta = epochs, seed, paths, meta
         self.clip_grad, self.quiet, self.echo = clip_grad, quiet, echo
@@ -142,7 +143,7 @@ class _Run:
 
     def step(self, state: TrainState, batch, xp) -> None:
         loss, grads, metrics = self.task.loss_and_grads(state.params, batch, step_rng(self.seed, state.step, xp),
-                                                        self.part)
+                                                        *self.part)
         if self.comm.size > 1:
             loss, grads, metrics = reduce_step(self.comm, loss, grads, metrics, xp)
         norm = clip_grad_norm(grads, self.clip_grad) if self.clip_grad else global_norm(grads)
@@ -161,7 +162,7 @@ class _Run:
     def finish_epoch(self, state: TrainState) -> None:
         """Evaluate, log a line, save the checkpoint, redraw the curves, print a summary."""
         began = time.perf_counter()
-        evaluation = reduce_means(self.comm, self.task.evaluate(state.params, self.part))
+        evaluation = reduce_means(self.comm, self.task.evaluate(state.params, *self.part))
         eval_time = time.perf_counter() - began
         if not all(math.isfinite(v) for v in evaluation.values()):
             raise NonFiniteEvaluationError(state.step, evaluation, self.paths.checkpoint, self.saved_step)

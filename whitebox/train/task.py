@@ -9,7 +9,8 @@ Metrics are dicts of floats. ``loss_and_grads`` also returns ``"n"``, the number
 the batch: the loop averages each metric over an epoch weighted by ``n`` and reports examples
 per second.
 
-Data parallelism (:mod:`whitebox.distributed`): ``part = (rank, size)`` asks for one rank's share.
+Data parallelism (:mod:`whitebox.distributed`): ``part = (rank, size)`` asks for one rank's share
+(the loop passes it only when there is more than one rank, so a task for one process may omit it).
 ``loss_and_grads`` receives the *global* batch, draws its randomness (crops, masks) for the whole
 of it, and computes the loss, gradients and metrics of its contiguous share :func:`share` only, as
 means over that share; ``evaluate`` scores the evaluation batches ``rank, rank + size, ...``. The
