@@ -134,7 +134,8 @@ def every_rank_says(result, text: str, ranks: int = 2):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One process; 2 ranks; 2 ranks stopped after 3 steps (mid-epoch) and resumed: 2 epochs of 4 steps each."""
+    """One process; 2 ranks; 2 ranks stopped after 3 steps (mid-epoch) and resumed on 2 ranks, on 1 (refused)
+    and on 1 with --reshard: 2 epochs of 4 steps each."""
     mpiexec_or_skip()
     mnist_or_skip()
     tmp = tmp_path_factory.mktemp("distributed")
@@ -148,6 +149,10 @@ def runs(tmp_path_factory):
     assert stopped.returncode == 0, stopped.stderr
     other_n = subprocess.run([sys.executable, *whitebox("train", "--resume", str(tmp / "resumed"))], cwd=ROOT,
                              capture_output=True, text=True, timeout=TIMEOUT)
+    shutil.copytree(tmp / "resumed", tmp / "resharded")
+    resharded = subprocess.run([sys.executable, *whitebox("train", "--resume", str(tmp / "resharded"), "--reshard")],
+                               cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)
+    assert resharded.returncode == 0, resharded.stderr
     resumed = launch(*whitebox("train", "--resume", str(tmp / "resumed"), "--distributed", "mpi", "--quiet"))
     assert resumed.returncode == 0, resumed.stderr
     return {"tmp": tmp, "two": two, "other_n": other_n}
@@ -178,6 +183,11 @@ def test_resume_on_another_number_of_ranks_is_refused(runs):
     assert result.returncode == 1
     assert result.stderr.startswith("whitebox: error: ") and result.stderr.count("\n") == 1, result.stderr
     assert "trained on 2 rank(s)" in result.stderr and "--reshard" in result.stderr
+
+
+def test_reshard_continues_on_one_process(runs):
+    """Resharded, the run continues with the same mathematics: equal to the 2-rank run up to rounding."""
+    assert_close(params_of(runs["tmp"] / "two"), params_of(runs["tmp"] / "resharded"), rtol=1e-12)
 
 
 def test_global_batch_not_divisible_fails_on_every_rank(tmp_path):

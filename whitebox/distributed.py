@@ -23,6 +23,11 @@ A communicator has ``rank``, ``size``, ``allreduce_(flat)`` (sum, in place), ``b
 hang: :meth:`Communicator.agree` (every rank holds the same text, e.g. the run's config) and
 :meth:`Communicator.together` (a block that fails on one rank fails on all of them, each rank
 saying why). mpi4py and CuPy are optional dependencies, imported only when their backend is asked for.
+
+Limits: the ranks stay equal only if the all-reduce hands every rank the same bits (MPICH's and
+NCCL's sums do for a fixed number of ranks; the MPI standard recommends, not requires, it); a
+Ctrl-C reaches every rank through ``mpiexec`` but a rank caught inside a collective cannot save.
+The NCCL backend has not yet been run on a GPU.
 """
 
 from __future__ import annotations
