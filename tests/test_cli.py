@@ -88,7 +88,7 @@ def test_train_help_lists_the_presets_and_an_example(capsys):
     (["train", "--set", "patch_size=5"], "must be a multiple of patch_size"),
     (["train", "--set", "image_size=32"], "come from the dataset 'mnist'"),
     (["train", "--resume", "runs/x", "--lr", "1e-3", "--set", "dim=8"], "drop --lr, --set"),
-    (["eval"], "the following arguments are required: RUN"),
+    (["eval"], "give a run folder RUN, or --weights FILE with --model and --preset"),
     ([], "the following arguments are required: COMMAND"),
 ])
 def test_argument_errors_exit_with_a_clear_message(capsys, argv, message):

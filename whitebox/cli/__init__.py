@@ -4,6 +4,7 @@
 ``common``      the registry, :class:`UsageError` / :class:`CommandError`, argument types
 ``train``       ``train``, ``eval``, ``reconstruct``, ``sample`` (:mod:`whitebox.train`)
 ``inside``      ``measure``, ``attention``, ``experiment`` (:mod:`whitebox.analysis`)
+``weights``     ``convert`` (:mod:`whitebox.weights`), and the model options of ``eval --weights``
 ==============  =============================================================================
 
 One error path: every expected failure (a bad argument, a missing or corrupt checkpoint, data
@@ -27,6 +28,7 @@ from ..distributed import DistributedError
 from ..train import CheckpointError, ConfigError, NoCheckpointError, RunExistsError, RunFolderError
 from . import train  # noqa: F401  (registers train, eval, reconstruct, sample)
 from . import inside  # noqa: F401,I001  (then measure, attention, experiment)
+from . import weights  # noqa: F401,I001  (convert)
 from .common import COMMANDS, PROG, CommandError, UsageError, command
 from .train import INTERRUPTED
 

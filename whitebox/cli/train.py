@@ -4,6 +4,8 @@
     whitebox train --preset mnist-demo --out runs/demo         a small CRATE on MNIST
     whitebox train --resume runs/demo                          continue any run after a stop, Ctrl-C or SIGTERM
     whitebox eval runs/demo                                    the held-out figures of its checkpoint
+    whitebox eval --weights crate.pth --model crate --preset mnist-demo   a checkpoint trained elsewhere
+    whitebox train --init-from crate.pth --dataset fashion-mnist  fine-tune (--linear-probe: the head only)
     whitebox train --task mae --out runs/mae                   CRATE-MAE on MNIST (preset mnist-mae)
     whitebox reconstruct --checkpoint runs/mae --out grid.png  masked inputs, reconstructions, originals
     whitebox train --task lm --out runs/lm                     causal CRATE on Shakespeare
@@ -22,10 +24,11 @@ from ..distributed import collective_error, communicator, is_collective
 from ..models import crate_lm
 from ..models.registry import available_models
 from ..train import (PRESETS, NonFiniteEvaluationError, NonFiniteLossError, TrainingInterrupted,
-                     evaluate_checkpoint, load_run, resolve_config, resume_run, start_run)
+                     evaluate_checkpoint, evaluate_weights, load_run, resolve_config, resume_run, start_run)
 from ..train.config import DTYPES, OPTIMIZERS, ConfigError
 from .common import (PROG, CommandError, UsageError, add_device_argument, command, duration, fraction, key_value,
                      nonnegative_float, nonnegative_int, positive_float, positive_int)
+from .weights import FORMATS, PRESET_RULE, add_model_arguments, eval_config
 
 INTERRUPTED = 130  # the shell's status for a process stopped by SIGINT
 TASK_SPELLINGS = {"classification": "classification", "classify": "classification", "mae": "mae", "lm": "lm"}
@@ -49,6 +52,14 @@ examples:
   whitebox train --resume runs/demo                               # after Ctrl-C or --max-steps
   whitebox train --task mae --out runs/mae                        # CRATE-MAE on MNIST (then: whitebox reconstruct)
   whitebox train --task lm --out runs/lm                          # causal CRATE on Shakespeare (then: whitebox sample)
+  whitebox train --init-from runs/demo --dataset fashion-mnist    # fine-tune a run's backbone, with a new head
+  whitebox train --init-from crate.pth --set dim=384 ... --linear-probe   # train only the head of loaded weights
+
+Fine-tuning (--init-from FILE_OR_RUN): the parameters start from a weights file (.pth, .safetensors,
+.npz: see whitebox convert --help) or a run folder; the head is re-initialised for the dataset's classes
+and the position embedding interpolated to its image size. The model (--model, --preset, --set) must be
+the checkpoint's otherwise. --linear-probe updates only the head (head_norm, head): the rest stays bit
+for bit, with no optimiser state and no weight decay. The file is read when the run starts only.
 
 On a CPU shared with other busy processes, start with OPENBLAS_NUM_THREADS=1 (or OMP_NUM_THREADS=1):
 NumPy's BLAS threads that wait on each other can make steps ten times slower.
@@ -57,9 +68,11 @@ NumPy's BLAS threads that wait on each other can make steps ten times slower.
 # Options that define a run: with --resume they come from the saved run and may not be given.
 RUN_OPTIONS = ("task", "model", "preset", "dataset", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
                "warmup_epochs", "min_lr", "label_smoothing", "clip_grad", "augment", "model_set", "seed",
-               "dtype", "eval_batch_size", "train_limit", "test_limit", "out", "overwrite")
+               "dtype", "eval_batch_size", "train_limit", "test_limit", "out", "overwrite", "init_from",
+               "linear_probe")
 SETTINGS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "warmup_epochs", "min_lr", "label_smoothing",
-            "clip_grad", "augment", "seed", "dtype", "eval_batch_size", "train_limit", "test_limit")
+            "clip_grad", "augment", "seed", "dtype", "eval_batch_size", "train_limit", "test_limit", "init_from",
+            "linear_probe")
 
 
 def _flag(name: str) -> str:
@@ -78,6 +91,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     what.add_argument("--set", dest="model_set", type=key_value, action="append", metavar="KEY=VALUE",
                       help="change a field of the model's config or a data option of the task, e.g. --set dim=128 "
                            "--set depth=4 (repeatable)")
+
+    start = p.add_argument_group("fine-tuning")
+    start.add_argument("--init-from", metavar="FILE_OR_RUN",
+                       help="start from these weights (a weights file or a run folder): backbone kept, new head")
+    start.add_argument("--linear-probe", action="store_true", default=None,
+                       help="with --init-from: train only the head, the backbone frozen")
 
     how = p.add_argument_group("how to train (defaults: the preset's)")
     how.add_argument("--epochs", metavar="N", type=positive_int, help="passes over the training set")
@@ -230,17 +249,46 @@ def training_summary(result) -> str:
 
 # -- whitebox eval ----------------------------------------------------------------------------
 
+WEIGHTS_OPTIONS = ("model", "preset", "dataset", "model_set", "test_limit")
+EVAL_DESCRIPTION = f"""\
+Evaluate a checkpoint on its run's held-out split (same data, dtype and test examples as in training),
+or, with --weights FILE, a weights file that was not trained here on the test split of --dataset.
+
+With --weights: {PRESET_RULE[0].lower() + PRESET_RULE[1:]}
+The dataset (default: the training preset's, mnist for a model preset) fixes the image size, channels and
+classes, as in whitebox train; the loss is the plain cross-entropy.
+
+{FORMATS}
+
+examples:
+  whitebox eval runs/demo
+  whitebox eval --weights mnist_crate.pth --model crate --preset mnist-demo
+  whitebox eval --weights crate_cifar.safetensors --model crate --preset tiny --set patch_size=4 --dataset cifar10
+"""
+
+
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", metavar="RUN", help="a run folder (uses its checkpoint.npz) or a checkpoint file")
-    add_device_argument(p, "the device the run trained on")
+    p.add_argument("run", metavar="RUN", nargs="?", help="a run folder (uses its checkpoint.npz) or a checkpoint file")
+    add_device_argument(p, "the device the run trained on, or $WHITEBOX_DEVICE or cpu")
     p.add_argument("--data-dir", metavar="FOLDER", help="look for the dataset files here first")
     p.add_argument("--batch-size", metavar="N", type=positive_int, help="test images per forward pass (default: the run's)")
+    weights = p.add_argument_group("a weights file not trained here (instead of RUN)")
+    weights.add_argument("--weights", metavar="FILE", help="a .pth / .pt / .pth.tar, .safetensors or .npz file")
+    add_model_arguments(weights, required=False)
+    weights.add_argument("--dataset", choices=DATASETS, help="the test split to use (see the description)")
+    weights.add_argument("--test-limit", type=positive_int, metavar="N", help="use only the first N test images")
 
 
 @command("eval", "held-out figures of a saved checkpoint (test accuracy, loss, bits per character)",
-         "Evaluate a checkpoint on its run's held-out split (same data, dtype and test examples as in training).",
-         add_eval_arguments)
+         EVAL_DESCRIPTION, add_eval_arguments)
 def evaluate(args: argparse.Namespace) -> int:
+    if args.weights is not None:
+        return evaluate_weights_file(args)
+    given = [name for name in WEIGHTS_OPTIONS if getattr(args, name) is not None]
+    if args.run is None or given:
+        raise UsageError(f"{', '.join(_flag(n) for n in given)}: only with --weights FILE (a weights file not "
+                         "trained here); a run folder has its own model and data"
+                         if given else "give a run folder RUN, or --weights FILE with --model and --preset")
     result = evaluate_checkpoint(args.run, device=args.device, data_dir=args.data_dir, eval_batch_size=args.batch_size)
     config = result["config"]
     if config.task == "classification":
@@ -249,6 +297,20 @@ def evaluate(args: argparse.Namespace) -> int:
     else:
         print(f"held-out {_figures(result, '')} ({config.model}, {config.preset}) at step {result['step']}, "
               f"{result['path']}")
+    return 0
+
+
+def evaluate_weights_file(args: argparse.Namespace) -> int:
+    """``whitebox eval --weights FILE``: test accuracy of a weights file on the dataset's test split."""
+    if args.run is not None:
+        raise UsageError(f"give either a run folder ({args.run}) or --weights {args.weights}, not both")
+    missing = [flag for flag, value in (("--model", args.model), ("--preset", args.preset)) if value is None]
+    if missing:
+        raise UsageError(f"--weights needs {' and '.join(missing)}: the model the file holds")
+    config = eval_config(args)
+    result = evaluate_weights(args.weights, config, device=args.device, data_dir=args.data_dir)
+    print(f"test {_figures(result, '')} on {result['n']} {config.dataset} test images; {config.model} "
+          f"({args.preset}) weights from {result['path']}")
     return 0
 
 

@@ -3,7 +3,8 @@
 ==================  ==========================================================================
 ``config``          :class:`RunConfig` (with its ``task``) and :data:`PRESETS`, one table for all tasks
 ``build``           a config's task (its data), optimiser, schedule and parameters
-``run``             :func:`start_run`, :func:`resume_run`, :func:`load_run`, :func:`evaluate_checkpoint`
+``run``             :func:`start_run`, :func:`resume_run`, :func:`load_run`, :func:`evaluate_checkpoint`,
+                    :func:`evaluate_weights` (a weights file not trained here)
 ``task``            the protocol a task implements for the loop; ``step_rng(seed, step)``
 ``classification``  :class:`ClassificationTask`: augmented batches, label-smoothed cross-entropy
 ``mae_task``        masked autoencoding with CRATE-MAE
@@ -29,10 +30,10 @@ and plugs into the run path with one builder in :data:`whitebox.train.build.BUIL
 
 from .checkpoint import Checkpoint, CheckpointError, NoCheckpointError, load_checkpoint, save_checkpoint
 from .classification import ClassificationTask
-from .config import PRESETS, TASKS, ConfigError, Preset, RunConfig, get_preset, resolve_config
+from .config import PRESETS, TASKS, ConfigError, Preset, RunConfig, get_preset, preset_model_config, resolve_config
 from .loop import NonFiniteEvaluationError, NonFiniteLossError, TrainingInterrupted, fit
-from .run import (LoadedRun, RunExistsError, RunFolderError, RunResult, evaluate_checkpoint, load_run, resume_run,
-                  start_run)
+from .run import (LoadedRun, RunExistsError, RunFolderError, RunResult, evaluate_checkpoint, evaluate_weights,
+                  load_run, resume_run, start_run)
 from .state import TrainState, restore_state
 from .task import Task, step_rng
 
@@ -40,6 +41,7 @@ __all__ = [
     "PRESETS", "TASKS", "Checkpoint", "CheckpointError", "ClassificationTask", "ConfigError", "LoadedRun",
     "NoCheckpointError", "NonFiniteEvaluationError", "NonFiniteLossError", "Preset", "RunConfig",
     "RunExistsError", "RunFolderError", "RunResult", "Task", "TrainState", "TrainingInterrupted",
-    "evaluate_checkpoint", "fit", "get_preset", "load_checkpoint", "load_run", "resolve_config", "restore_state",
+    "evaluate_checkpoint", "evaluate_weights", "fit", "get_preset", "load_checkpoint", "load_run",
+    "preset_model_config", "resolve_config", "restore_state",
     "resume_run", "save_checkpoint", "start_run", "step_rng",
 ]

@@ -19,6 +19,7 @@ from ..data import dataset_info, default_augmentation, load_dataset
 from ..data.text import CharTokenizer, load_shakespeare, split_text
 from ..optim import SGD, AdamW, Lion, decay_mask
 from ..schedules import warmup_cosine
+from ..weights import HEAD_NAMES
 from .classification import ClassificationTask
 from .config import RunConfig
 from .lm_task import LMTask
@@ -27,8 +28,14 @@ from .mae_task import MAETask
 NO_DECAY = {"mask_token"}  # CRATE-MAE's learned input, like the position embeddings
 
 
+def trained_names(config: RunConfig) -> tuple | None:
+    """The parameters a run updates: None for all; a linear probe only the head (:data:`whitebox.weights.HEAD_NAMES`)."""
+    return HEAD_NAMES if config.linear_probe else None
+
+
 def make_optimizer(config: RunConfig, params: dict):
-    """The config's optimiser; weight decay reaches :func:`whitebox.optim.decay_mask` minus :data:`NO_DECAY`."""
+    """The config's optimiser for ``params`` (the trained ones: :func:`whitebox.train.loop.trained_params`);
+    weight decay reaches :func:`whitebox.optim.decay_mask` of them minus :data:`NO_DECAY`."""
     decay = set(decay_mask(params)) - NO_DECAY
     if config.optimizer == "adamw":
         return AdamW(config.lr, betas=config.betas, weight_decay=config.weight_decay, decay=decay)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -47,8 +48,9 @@ GENERATIVE_MODELS = {"crate-mae": crate_mae, "crate-lm": crate_lm}
 DATA_OPTIONS = {"classification": {}, "mae": {},
                 "lm": {"val_fraction": 0.1, "steps_per_epoch": 500, "eval_windows": 256}}
 # the fields of RunConfig that a task does not read (and that may not be given for it)
-UNUSED = {"classification": (), "mae": ("label_smoothing", "augment"),
-          "lm": ("label_smoothing", "augment", "dataset", "train_limit", "test_limit", "eval_batch_size")}
+UNUSED = {"classification": (), "mae": ("label_smoothing", "augment", "init_from"),
+          "lm": ("label_smoothing", "augment", "dataset", "train_limit", "test_limit", "eval_batch_size", "init_from")}
+DATASET_FIELDS = ("image_size", "channels", "num_classes")  # the model fields an image dataset fixes
 
 
 class ConfigError(ValueError):
@@ -158,6 +160,10 @@ class RunConfig:
     train_limit: int | None = None  # use only the first N training images (quick checks)
     test_limit: int | None = None  # use only the first N test images
     data: dict = field(default_factory=dict)  # the task's data options (DATA_OPTIONS)
+    # fine-tuning: the weights file or run folder the parameters start from (an absolute path; read
+    # once, when the run starts), the head re-initialised; linear_probe: train only the head
+    init_from: str | None = None
+    linear_probe: bool = False
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "betas": None if self.betas is None else list(self.betas)}
@@ -205,7 +211,7 @@ def _upgraded(data: dict) -> dict:
 
 RECIPE_FIELDS = ("optimizer", "lr", "betas", "weight_decay", "epochs", "batch_size", "warmup_epochs", "min_lr",
                  "label_smoothing", "clip_grad", "augment", "eval_batch_size")
-RUN_FIELDS = ("seed", "dtype", "train_limit", "test_limit")
+RUN_FIELDS = ("seed", "dtype", "train_limit", "test_limit", "init_from", "linear_probe")
 
 
 def resolve_config(model: str | None = None, preset: str | None = None, *, task: str | None = None,
@@ -242,6 +248,10 @@ def resolve_config(model: str | None = None, preset: str | None = None, *, task:
         raise ConfigError(f"the {task} task does not use {unused}")
     settings = {name: given.pop(name, getattr(recipe, name)) for name in RECIPE_FIELDS}
     _check_training(settings, given)
+    if given.get("linear_probe") and given.get("init_from") is None:
+        raise ConfigError("linear_probe trains only the head of loaded weights: it needs init_from (--init-from)")
+    if "init_from" in given:
+        given["init_from"] = os.path.abspath(os.fspath(given["init_from"]))
     if "betas" not in overrides or overrides["betas"] is None:
         settings["betas"] = recipe.betas or DEFAULT_BETAS.get(settings["optimizer"])
     if settings["optimizer"] == "sgd":
@@ -310,3 +320,31 @@ def _model_config(model: str, module: ModuleType, task: str, dataset: str | None
     except (TypeError, ValueError) as e:
         raise ConfigError(f"invalid {model} config{f' for {dataset}' if dataset else ''}: {e}") from e
     return dataclasses.asdict(cfg)
+
+
+def preset_model_config(model: str, preset: str, overrides: dict | None = None):
+    """The model's Config that ``preset`` names, its fields replaced by ``overrides``.
+
+    ``preset`` is a model preset of the model (``get_model(model).PRESETS``: ``tiny``, ``small``,
+    ``base`` ..., the published sizes at 224 × 224 with 1000 classes) or a classification training
+    preset (its model fields, with the image shape and classes of its dataset). This is the model
+    of a weights file that was not trained here (``whitebox convert``, ``whitebox eval --weights``).
+    """
+    module = model_module(model)
+    model_presets = getattr(module, "PRESETS", {})
+    if preset in model_presets:
+        fields = dataclasses.asdict(model_presets[preset]())
+    elif preset in PRESETS and PRESETS[preset].task == "classification":
+        fields = resolve_config(model, preset).model_config
+    else:
+        training = tuple(name for name, p in PRESETS.items() if p.task == "classification")
+        raise ConfigError(f"unknown preset {preset!r} for {model}; choose a model preset {tuple(model_presets)} "
+                          f"or a training preset {training}")
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ConfigError(f"model {model!r} has no setting(s) {unknown}; its Config has {sorted(fields)}")
+    try:
+        return module.Config(**{**fields, **overrides})
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"invalid {model} config: {e}") from e

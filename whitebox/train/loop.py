@@ -6,6 +6,9 @@ One step, at update ``t``::
     ‖g‖ = clip_grad_norm(grads, clip) or the global norm      # checked finite with the loss
     optimizer.step(params, grads, state, lr=schedule(t))       # Ctrl-C waits for it to finish
 
+(with ``trained`` names given, a linear probe: ``grads`` and ``params`` are those entries only, so the
+other parameters get no update and stay bit for bit, and the clipped norm is that of the trained ones)
+
 and at the end of each epoch: evaluate on the held-out split, append a line to ``metrics.jsonl``,
 save the checkpoint, redraw the curves (with the ``curves`` function given, e.g.
 :func:`whitebox.figures.plot_curves`). What the loop guarantees:
@@ -83,6 +86,11 @@ class TrainingInterrupted(KeyboardInterrupt):
         super().__init__(f"interrupted at step {step}; checkpoint saved to {checkpoint}")
 
 
+def trained_params(params: dict, names) -> dict:
+    """The entries of ``params`` (or of a gradient dict) that training updates: ``names``, or all when None."""
+    return params if names is None else {name: params[name] for name in names}
+
+
 def say(line: str) -> None:
     """Print a line at once, also when standard output is a file or a pipe (block-buffered)."""
     print(line, flush=True)
@@ -98,8 +106,9 @@ class _Run:
     """The fixed parts of one call of :func:`fit`, so that each phase is a short method."""
 
     def __init__(self, task, optimizer, schedule, *, epochs, seed, paths, meta, clip_grad, max_steps,
-                 saved_step, quiet, echo, curves, on_step, comm):
+                 saved_step, quiet, echo, curves, on_step, trained, comm):
         self.task, self.optimizer, self.schedule, self.curves = task, optimizer, schedule, curves
+        self.trained = None if trained is None else tuple(trained)
         self.comm = comm
         self.part = () if comm.size == 1 else ((comm.rank, comm.size),)  # a task's `part` argument, on ranks only
         self.on_step = on_step
@@ -144,6 +153,7 @@ class _Run:
     def step(self, state: TrainState, batch, xp) -> None:
         loss, grads, metrics = self.task.loss_and_grads(state.params, batch, step_rng(self.seed, state.step, xp),
                                                         *self.part)
+        grads = trained_params(grads, self.trained)
         if self.comm.size > 1:
             loss, grads, metrics = reduce_step(self.comm, loss, grads, metrics, xp)
         norm = clip_grad_norm(grads, self.clip_grad) if self.clip_grad else global_norm(grads)
@@ -153,7 +163,7 @@ class _Run:
                                      self.saved_step)
         lr = self.schedule(state.step)
         with deferred_interrupt():
-            self.optimizer.step(state.params, grads, state.opt_state, lr=lr)
+            self.optimizer.step(trained_params(state.params, self.trained), grads, state.opt_state, lr=lr)
             state.step += 1
             state.meter.add(metrics)
         if self.on_step is not None:
@@ -231,7 +241,7 @@ def fit(task: Task, state: TrainState, optimizer, schedule: Callable[[int], floa
         paths: RunPaths, meta: dict | None = None, clip_grad: float | None = None, max_steps: int | None = None,
         saved_step: int | None = None, quiet: bool = False, echo: Callable[[str], None] = say,
         curves: Callable | None = None, on_step: Callable[[int, float], None] | None = None,
-        comm: Communicator = SINGLE) -> TrainState:
+        trained: tuple | None = None, comm: Communicator = SINGLE) -> TrainState:
     """Train ``state`` (in place) until ``epochs`` epochs, or ``max_steps`` updates, are done.
 
     Parameters
@@ -248,6 +258,8 @@ def fit(task: Task, state: TrainState, optimizer, schedule: Callable[[int], floa
     quiet : no progress bar and no per-epoch lines.
     curves : ``curves(records, path, title=...)`` redraws the learning curves after each epoch, or None.
     on_step : ``on_step(step, loss)`` after each update (``step``: updates taken), or None.
+    trained : the names of the parameters to update (a linear probe), or None for all; the optimiser's
+        state must be that of these parameters (``optimizer.init(trained_params(params, trained))``).
     comm : the ranks that train together (:mod:`whitebox.distributed`); every rank calls ``fit`` with
         the same arguments and parameters; only rank 0 prints and writes (module doc).
 
@@ -256,7 +268,7 @@ def fit(task: Task, state: TrainState, optimizer, schedule: Callable[[int], floa
     """
     run = _Run(task, optimizer, schedule, epochs=epochs, seed=seed, paths=paths, meta=dict(meta or {}),
                clip_grad=clip_grad, max_steps=max_steps, saved_step=saved_step, quiet=quiet or not comm.is_root,
-               echo=echo, curves=curves, on_step=on_step, comm=comm)
+               echo=echo, curves=curves, on_step=on_step, trained=trained, comm=comm)
     with terminate_as_interrupt():
         try:
             while True:

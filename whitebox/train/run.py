@@ -10,6 +10,12 @@ run folder (:class:`whitebox.io.RunPaths`).
   way (missing data, a bad device) loses nothing.
 * :func:`load_run` reads a checkpoint (a run folder or its ``checkpoint.npz``) and refuses one
   whose parameters do not fit its config, or whose config is not the run folder's ``config.json``.
+* A run with ``init_from`` (fine-tuning) starts from the parameters of a weights file
+  (:func:`whitebox.weights.finetuning_params_from_file`) or of another run
+  (:func:`whitebox.weights.params_for_finetuning`): backbone kept, head re-initialised from the
+  run's seed, positions interpolated to the new image size. The file is read only when the run
+  starts; ``resume_run`` continues from the run's own checkpoint.
+* :func:`evaluate_weights` evaluates a weights file that was not trained here.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import dataclasses
 import json
 import os
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -30,10 +37,11 @@ from ..backend import array_module, get_xp, resolve_device
 from ..data.text import CharTokenizer
 from ..distributed import SINGLE, Communicator, DistributedError, broadcast_tree
 from ..io import CHECKPOINT_NAME, RunPaths, atomic_write_text, remove_stale_temporaries
-from .build import build_task, init_params, make_optimizer, make_schedule
+from ..weights import finetuning_params_from_file, load_model_weights, params_for_finetuning
+from .build import build_task, init_params, make_optimizer, make_schedule, trained_names
 from .checkpoint import Checkpoint, CheckpointError, NoCheckpointError, load_checkpoint
 from .config import ConfigError, RunConfig
-from .loop import fit, say
+from .loop import fit, say, trained_params
 from .metrics import read_metrics
 from .state import TrainState, restore_state
 
@@ -82,8 +90,46 @@ class LoadedRun:
         return CharTokenizer.from_json(self.meta["tokenizer"]) if "tokenizer" in self.meta else None
 
     def initial_params(self) -> dict:
-        """The parameters this run started from: ``init`` with the run's seed and dtype, on the same device."""
-        return init_params(self.config, "cpu" if array_module(*self.params.values()) is np else "gpu")
+        """The parameters this run started from (:func:`starting_params`), on the same device."""
+        return starting_params(self.config, "cpu" if array_module(*self.params.values()) is np else "gpu")
+
+
+def _is_run(path: Path) -> bool:
+    """A run folder, or a whitebox checkpoint file (a zip with a ``meta`` entry), rather than a weights file."""
+    if path.is_dir():
+        return True
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "meta.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _fitted_weights(path, load: Callable) -> dict:
+    """``load()``, with a weights file that cannot be read, or does not fit the config, as :class:`ConfigError`."""
+    try:
+        return load()
+    except ValueError as e:  # WeightsFileError (it names the file), or a weight the config does not fit
+        message = str(e)
+        raise ConfigError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+
+
+def starting_params(config: RunConfig, device: str) -> dict:
+    """The parameters a run of ``config`` starts from, on ``device``: ``init`` with its seed and dtype, or
+    with ``init_from`` the backbone of that weights file or run, a new head and positions resized."""
+    if config.init_from is None:
+        return init_params(config, device)
+    path, cfg, dtype = Path(config.init_from), config.model_cfg(), np.dtype(config.dtype).type
+    if not _is_run(path):
+        return _fitted_weights(path, lambda: finetuning_params_from_file(path, cfg, config.seed, dtype=dtype,
+                                                                         device=device))
+    run = load_run(path, device="cpu")
+    if run.config.task != "classification":
+        raise ConfigError(f"init_from {path}: a {run.config.task} run has no classifier to fine-tune")
+    params = _fitted_weights(run.path, lambda: params_for_finetuning(run.params, run.cfg, cfg, config.seed,
+                                                                             device="cpu"))
+    xp = get_xp(device)
+    return {name: xp.asarray(value, dtype=dtype) for name, value in params.items()}
 
 
 def _usable_folder(paths: RunPaths) -> None:
@@ -121,9 +167,10 @@ def start_run(config: RunConfig, out, *, device: str | None = None, data_dir=Non
         device = resolve_device(device)
         task, config, extra = build_task(config, get_xp(device), data_dir=data_dir)
         _check_shares(config, task, comm)
-        params = init_params(config, device)
-        optimizer = make_optimizer(config, params)
-        state = TrainState(params, optimizer.init(params))
+        params = starting_params(config, device)
+        trained = trained_params(params, trained_names(config))
+        optimizer = make_optimizer(config, trained)
+        state = TrainState(params, optimizer.init(trained))
         if comm.is_root:
             for old in paths.files():  # only once all the above worked
                 old.unlink(missing_ok=True)
@@ -164,7 +211,7 @@ def resume_run(out, *, device: str | None = None, data_dir=None, max_steps: int 
         task, config, extra = build_task(config, xp, data_dir=data_dir, tokenizer=tokenizer)
         _check_shares(config, task, comm)
         _check_fits(config, checkpoint.params, paths.checkpoint)
-        optimizer = make_optimizer(config, checkpoint.params)
+        optimizer = make_optimizer(config, trained_params(checkpoint.params, trained_names(config)))
         state = restore_state(checkpoint, optimizer, xp, np.dtype(config.dtype).type)
         if comm.is_root:
             remove_stale_temporaries(paths.out, [p.name for p in paths.files()])
@@ -205,7 +252,8 @@ def _train(config, task, extra, optimizer, state, paths, device, saved_step, beg
             echo(f"resuming at step {state.step} (epoch {state.step // steps + 1}, batch {state.step % steps + 1} of {steps})")
     fit(task, state, optimizer, make_schedule(config, task.steps_per_epoch), epochs=config.epochs,
         seed=config.seed, paths=paths, meta=meta, clip_grad=config.clip_grad, max_steps=max_steps,
-        saved_step=saved_step, quiet=quiet, echo=echo, curves=curves, on_step=on_step, comm=comm)
+        saved_step=saved_step, quiet=quiet, echo=echo, curves=curves, on_step=on_step,
+        trained=trained_names(config), comm=comm)
     records = read_metrics(paths.metrics)
     return RunResult(paths, config, state.step, config.epochs * task.steps_per_epoch,
                      records[-1] if records else None, num_params, time.perf_counter() - began, state.train_time)
@@ -304,3 +352,20 @@ def evaluate_checkpoint(path, *, device: str | None = None, data_dir=None, eval_
     task, config, _ = build_task(config, array_module(*run.params.values()), data_dir=data_dir, tokenizer=run.tokenizer(),
                                  train=False)
     return {**task.evaluate(run.params), "step": run.step, "config": config, "path": run.path}
+
+
+def evaluate_weights(path, config: RunConfig, *, device: str | None = None, data_dir=None) -> dict:
+    """The held-out metrics of a weights file that was not trained here, for the model of ``config``.
+
+    ``path`` is any file :func:`whitebox.weights.load_model_weights` reads (positions interpolated to
+    the config's image size), ``config`` a classification config (:func:`whitebox.train.resolve_config`);
+    a file that cannot be read or does not fit the config raises :class:`ConfigError` naming it.
+    Returns ``loss``, ``accuracy``, ``n`` (as :func:`evaluate_checkpoint`) with ``"config"`` and ``"path"``.
+    """
+    if config.task != "classification":
+        raise ConfigError(f"weights files hold classifiers; got a {config.task} config")
+    device = resolve_device(device)
+    params = _fitted_weights(path, lambda: load_model_weights(path, config.model_cfg(), dtype=np.dtype(config.dtype).type,
+                                                              device=device))
+    task, config, _ = build_task(config, get_xp(device), data_dir=data_dir, train=False)
+    return {**task.evaluate(params), "config": config, "path": Path(path)}
