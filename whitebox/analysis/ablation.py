@@ -40,6 +40,7 @@ import numpy as np
 
 from ..backend import resolve_device
 from ..data import dataset_info
+from ..distributed import SINGLE, Communicator
 from ..io import atomic_write_text
 from ..models import crate_alpha
 from ..train import RunConfig, start_run
@@ -166,9 +167,14 @@ def _std(values: np.ndarray) -> float:
 def run_ablation(dataset: str = "fashion-mnist", *, out, seeds: int = 3, budget: str = "small",
                  epochs: int | None = None, device: str | None = None, train_limit: int | None = None,
                  test_limit: int | None = None, model_overrides: dict | None = None, data_dir=None,
-                 echo=print, curves=None) -> AblationResult:
+                 echo=print, curves=None, comm: Communicator = SINGLE) -> AblationResult | None:
     """Train the four variants for seeds ``0 … seeds−1`` with the shared run path; write the tables
-    (``curves``: each run's learning-curve drawing, as for :func:`whitebox.train.start_run`)."""
+    (``curves``: each run's learning-curve drawing, as for :func:`whitebox.train.start_run`).
+
+    With ``comm`` (:mod:`whitebox.distributed`) of ``N`` ranks the runs are independent
+    single-process runs shared out over the ranks (run ``i`` of the plan on rank ``i mod N``);
+    rank 0 gathers them, writes the tables and returns the result, the other ranks return None.
+    """
     if budget not in BUDGETS:
         raise ValueError(f"unknown budget {budget!r}; choose one of {tuple(BUDGETS)}")
     if seeds < 1:
@@ -179,12 +185,20 @@ def run_ablation(dataset: str = "fashion-mnist", *, out, seeds: int = 3, budget:
     configs = variant_configs(dataset, recipe, model_overrides)
     plan = [(v, run_config(configs[v], s, dataset, budget, recipe, epochs=epochs, train_limit=train_limit,
                            test_limit=test_limit)) for v in VARIANTS for s in range(seeds)]
-    result = AblationResult(dataset, budget, list(range(seeds)))
-    for variant, config in plan:
-        result.runs.append(_train_one(config, variant, device, data_dir, out, curves))
-        r = result.runs[-1]
-        echo(f"{NAMES[variant]:<22} seed {config.seed}: test accuracy {r['test_accuracy']:.2%}, "
-             f"final train loss {r['final_train_loss']:.3f}, {r['time_s']:.0f} s")
+    comm.agree(json.dumps([[v, c.to_dict()] for v, c in plan] + [str(out.resolve()), device]),
+               "the ablation's runs")
+    runs, rank = [], f"rank {comm.rank}: " if comm.size > 1 else ""
+    with comm.together("training its share of the ablation's runs"):
+        for variant, config in plan[comm.rank::comm.size]:
+            runs.append(_train_one(config, variant, device, data_dir, out, curves))
+            r = runs[-1]
+            echo(f"{rank}{NAMES[variant]:<22} seed {config.seed}: test accuracy {r['test_accuracy']:.2%}, "
+                 f"final train loss {r['final_train_loss']:.3f}, {r['time_s']:.0f} s")
+    shares = comm.gather(runs)
+    if not comm.is_root:
+        return None
+    done = {(r["variant"], r["seed"]): r for share in shares for r in share}
+    result = AblationResult(dataset, budget, list(range(seeds)), [done[v, c.seed] for v, c in plan])
     write_results(result, out)
     return result
 

@@ -24,6 +24,7 @@ from ..backend import DeviceUnavailableError, resolve_device
 from ..data import DatasetNotFoundError
 from ..data.checksums import ChecksumError
 from ..data.text import TextNotFoundError
+from ..distributed import DistributedError
 from ..train import CheckpointError, ConfigError, NoCheckpointError, RunExistsError, RunFolderError
 from . import train  # noqa: F401  (registers train, eval, reconstruct, sample)
 from . import inside  # noqa: F401,I001  (then measure, attention, experiment)
@@ -34,7 +35,7 @@ from .train import INTERRUPTED
 BUG = 70  # EX_SOFTWARE: an internal error
 # the failures a user can fix, reported as one line (their messages name the file, argument or device)
 EXPECTED = (CommandError, ConfigError, CheckpointError, NoCheckpointError, RunExistsError, RunFolderError,
-            DeviceUnavailableError, DatasetNotFoundError, TextNotFoundError, ChecksumError, OSError)
+            DeviceUnavailableError, DatasetNotFoundError, TextNotFoundError, ChecksumError, DistributedError, OSError)
 
 
 class Parser(argparse.ArgumentParser):

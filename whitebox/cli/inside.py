@@ -18,8 +18,10 @@ from ..analysis.layerwise import DEFAULT_EPS, describe
 from ..analysis.measure import measure_checkpoint
 from ..analysis.report import report_checkpoint
 from ..data import DATASETS
+from ..distributed import communicator
 from .common import (CommandError, UsageError, add_device_argument, command, key_value, nonnegative_int,
                      positive_float, positive_int)
+from .train import add_distributed_argument, on_every_rank
 
 MEASURE_DESCRIPTION = """\
 Measure a trained model layer by layer on real test images, and the same model at its
@@ -172,6 +174,7 @@ Run an experiment that trains several models with the training loop of 'whitebox
 examples:
   whitebox experiment ablation --dataset fashion-mnist --out runs/ablation              # ~10 min, CPU
   whitebox experiment ablation --dataset fashion-mnist --budget large --device gpu --out runs/ablation-gpu
+  mpiexec -n 4 python -m whitebox experiment ablation --distributed mpi --out runs/ablation   # runs shared by 4 ranks
 """
 
 
@@ -192,21 +195,31 @@ def add_experiment_arguments(p) -> None:
     add_device_argument(p, "the budget's")
     p.add_argument("--data-dir", metavar="FOLDER", help="look for the dataset files here first")
     p.add_argument("--quiet", action="store_true", help="no line per run")
+    add_distributed_argument(p)
     p.epilog = budget_table()
 
 
 @command("experiment", "train and compare several models (ablation: CRATE, +O, +O+D, +O+D+R)",
          EXPERIMENT_DESCRIPTION, add_experiment_arguments)
 def experiment(args: argparse.Namespace) -> int:
+    comm = communicator(args.distributed)
+    return on_every_rank(comm, lambda: _experiment(args, comm))
+
+
+def _experiment(args: argparse.Namespace, comm) -> int:
     echo = (lambda _: None) if args.quiet else print
     overrides = dict(args.model_set or [])
-    try:
-        variant_configs(args.dataset, BUDGETS[args.budget], overrides)
-    except (TypeError, ValueError) as e:
-        raise UsageError(f"invalid model settings: {e}") from None
+    with comm.together("reading the arguments"):
+        try:
+            variant_configs(args.dataset, BUDGETS[args.budget], overrides)
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"invalid model settings: {e}") from None
     result = run_ablation(args.dataset, out=args.out, seeds=args.seeds, budget=args.budget, epochs=args.epochs,
                           device=args.device, train_limit=args.train_limit, test_limit=args.test_limit,
-                          model_overrides=overrides, data_dir=args.data_dir, echo=echo, curves=figures.plot_curves)
+                          model_overrides=overrides, data_dir=args.data_dir, echo=echo, curves=figures.plot_curves,
+                          comm=comm)
+    if result is None:  # a rank other than 0 of a distributed experiment: rank 0 reports
+        return 0
     figures.plot_ablation(result, Path(args.out) / "loss_curves.png")
     print(result.to_markdown())
     out = Path(args.out)

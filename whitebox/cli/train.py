@@ -20,12 +20,13 @@ from typing import Callable
 
 from .. import figures
 from ..data import DATASETS, load_dataset
+from ..distributed import collective_error, communicator, is_collective
 from ..models import crate_lm
 from ..models.registry import available_models
 from ..train import (PRESETS, NonFiniteEvaluationError, NonFiniteLossError, TrainingInterrupted,
                      evaluate_checkpoint, evaluate_weights, load_run, resolve_config, resume_run, start_run)
 from ..train.config import DTYPES, OPTIMIZERS, ConfigError
-from .common import (CommandError, UsageError, add_device_argument, command, duration, fraction, key_value,
+from .common import (PROG, CommandError, UsageError, add_device_argument, command, duration, fraction, key_value,
                      nonnegative_float, nonnegative_int, positive_float, positive_int)
 from .weights import FORMATS, PRESET_RULE, add_model_arguments, eval_config
 
@@ -129,6 +130,30 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     stop.add_argument("--resume", metavar="FOLDER", help="continue the run saved in FOLDER with its own settings")
     stop.add_argument("--max-steps", type=positive_int, metavar="N",
                       help="stop after N updates in all (the schedule still spans --epochs); resume later")
+    stop.add_argument("--reshard", action="store_true",
+                      help="with --resume: continue on another number of ranks than the run trained on")
+
+    ranks = p.add_argument_group("more than one process (launch with mpiexec -n N python -m whitebox train ...)")
+    add_distributed_argument(ranks)
+
+
+def add_distributed_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--distributed", choices=("mpi", "nccl"),
+                   help="data parallel over the ranks of mpiexec: mpi (CPUs, mpi4py) or nccl (one GPU per rank, "
+                        "CuPy); --batch-size stays the global batch")
+
+
+def on_every_rank(comm, run: Callable[[], int]) -> int:
+    """``run()`` on one rank of ``comm``: an error raised on this rank alone (not on all of them together,
+    :func:`whitebox.distributed.is_collective`) is printed and stops every rank, so that none waits for ever."""
+    try:
+        return run()
+    except Exception as e:
+        if comm.size > 1 and not is_collective(e):
+            print(f"{PROG}: error: rank {comm.rank} of {comm.size}: {' '.join(str(e).split())}; stopping every rank",
+                  file=sys.stderr, flush=True)
+            comm.abort(1)
+        raise
 
 
 def preset_table() -> str:
@@ -155,32 +180,45 @@ def train_config(args: argparse.Namespace):
 @command("train", "train a model: classification (CRATE, CRATE-alpha), masked autoencoding, character LM",
          TRAIN_DESCRIPTION + "\n" + preset_table(), add_train_arguments)
 def train(args: argparse.Namespace) -> int:
+    comm = communicator(args.distributed)
     options = dict(device=args.device, data_dir=args.data_dir, max_steps=args.max_steps, quiet=args.quiet,
-                   curves=figures.plot_curves)
-    if args.resume is not None:
-        given = [name for name in RUN_OPTIONS if getattr(args, name) is not None]
-        if given:
-            raise UsageError(f"--resume continues the saved run with its own settings; drop "
-                             f"{', '.join(_flag(n) for n in given)}")
-        run = lambda: resume_run(args.resume, **options)  # noqa: E731
-    else:
+                   curves=figures.plot_curves, comm=comm)
+
+    def arguments():
+        if args.resume is not None:
+            given = [name for name in RUN_OPTIONS if getattr(args, name) is not None]
+            if given:
+                raise UsageError(f"--resume continues the saved run with its own settings; drop "
+                                 f"{', '.join(_flag(n) for n in given)}")
+            return lambda: resume_run(args.resume, reshard=args.reshard, **options)
+        if args.reshard:
+            raise UsageError("--reshard goes with --resume")
         config = train_config(args)
         out = args.out or "runs/" + "-".join(filter(None, (config.model, config.preset, config.dataset)))
-        run = lambda: start_run(config, out, overwrite=bool(args.overwrite), **options)  # noqa: E731
-    return report_training(run)
+        return lambda: start_run(config, out, overwrite=bool(args.overwrite), **options)
+
+    def work():
+        with comm.together("reading the arguments"):
+            run = arguments()
+        return report_training(run, comm.is_root)
+
+    return on_every_rank(comm, work)
 
 
-def report_training(run: Callable) -> int:
-    """Run ``run()`` (a start or a resume) and print its summary; Ctrl-C and divergence as one message."""
+def report_training(run: Callable, prints: bool = True) -> int:
+    """Run ``run()`` (a start or a resume) and print its summary (if ``prints``: rank 0 of several);
+    Ctrl-C and divergence as one message."""
     try:
         result = run()
     except TrainingInterrupted as stop:
         print(f"\n{stop}\nresume with: python -m whitebox train --resume {stop.checkpoint.parent}", file=sys.stderr)
         return INTERRUPTED
     except (NonFiniteLossError, NonFiniteEvaluationError) as e:
-        raise CommandError(f"{e} Resuming would repeat this step exactly (the run is deterministic): start "
-                           "again with a lower --lr or with --clip-grad NORM (--overwrite reuses the folder).") from None
-    print(training_summary(result))
+        raise collective_error(CommandError(f"{e} Resuming would repeat this step exactly (the run is deterministic): start "
+                             "again with a lower --lr or with --clip-grad NORM (--overwrite reuses the folder)."
+                                            )) from None  # every rank sees the same reduced loss, stops at the same step
+    if prints:
+        print(training_summary(result))
     return 0
 
 

@@ -23,6 +23,8 @@ A task is any object with ``steps_per_epoch`` and three methods::
     task.loss_and_grads(params, batch, step_rng)     -> (loss, grads, metrics)   # metrics["n"]: batch size
     task.evaluate(params)                            -> metrics on the held-out split
 
+(on several ranks both also take ``part = (rank, size)``: :mod:`whitebox.train.task`)
+
 and plugs into the run path with one builder in :data:`whitebox.train.build.BUILDERS`.
 """
 

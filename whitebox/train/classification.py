@@ -23,6 +23,7 @@ import numpy as np
 from ..backend import array_module, to_device
 from ..data import Augmentation, DatasetInfo, augment, batches, normalize, num_batches
 from ..layers.loss import cross_entropy
+from .task import means, share
 
 
 class ClassificationTask:
@@ -60,10 +61,12 @@ class ClassificationTask:
         return batches(self.train_images, self.train_labels, self.batch_size,
                        seed=self.seed, epoch=epoch, start_batch=start)
 
-    def loss_and_grads(self, params: dict, batch, step_rng):
+    def loss_and_grads(self, params: dict, batch, step_rng, part: tuple = (0, 1)):
         images, labels = (to_device(a, self.xp) for a in batch)  # B,C,H,W uint8 and B
         if self.augmentation is not None:
-            images = augment(images, self.augmentation, step_rng)
+            images = augment(images, self.augmentation, step_rng)  # drawn for the whole batch
+        mine = share(len(labels), part)
+        images, labels = images[mine], labels[mine]  # b,C,H,W and b: this rank's share
         logits, cache = self.model.forward(params, self._inputs(images), self.cfg)  # B,classes
         loss, dlogits = cross_entropy(logits, labels, self.label_smoothing)
         grads = self.model.backward(dlogits, cache)
@@ -71,18 +74,21 @@ class ClassificationTask:
         n = len(labels)
         return float(loss), grads, {"loss": float(loss), "accuracy": float(correct) / n, "n": n}
 
-    def evaluate(self, params: dict) -> dict:
-        """Loss (label-smoothed, as in training) and accuracy over the test split, in batches."""
+    def evaluate(self, params: dict, part: tuple = (0, 1)) -> dict:
+        """Loss (label-smoothed, as in training) and accuracy over the test split (the batches of
+        ``part``), in batches."""
         xp = array_module(*params.values())
-        loss_sum, correct, n = 0.0, 0, len(self.test_labels)
-        for lo in range(0, n, self.eval_batch_size):
+        loss_sum, correct, n = 0.0, 0, 0
+        rank, size = part
+        for lo in range(rank * self.eval_batch_size, len(self.test_labels), size * self.eval_batch_size):
             images = to_device(self.test_images[lo:lo + self.eval_batch_size], xp)  # b,C,H,W
             labels = to_device(self.test_labels[lo:lo + self.eval_batch_size], xp)  # b
             logits, _ = self.model.forward(params, self._inputs(images), self.cfg)  # b,classes
             loss, _ = cross_entropy(logits, labels, self.label_smoothing)
             loss_sum += float(loss) * len(labels)
             correct += int((logits.argmax(axis=-1) == labels).sum())
-        return {"loss": loss_sum / n, "accuracy": correct / n, "n": n}
+            n += len(labels)
+        return means({"loss": loss_sum, "accuracy": correct}, n)
 
     def _inputs(self, images):
         return normalize(images, self.info.mean, self.info.std, dtype=self.dtype)

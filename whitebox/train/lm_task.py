@@ -24,6 +24,7 @@ import numpy as np
 from ..backend import array_module, to_device
 from ..data.text import random_windows, sequential_windows
 from ..models import crate_lm
+from .task import means, share
 
 
 class LMTask:
@@ -52,27 +53,31 @@ class LMTask:
             yield random_windows(self.train_tokens, self.batch_size, self.cfg.block_size,
                                  np.random.default_rng([self.seed, epoch, b]))
 
-    def loss_and_grads(self, params: dict, batch, step_rng):
-        x, y = (to_device(a, self.xp) for a in batch)  # B,T each
+    def loss_and_grads(self, params: dict, batch, step_rng, part: tuple = (0, 1)):
+        mine = share(len(batch[0]), part)
+        x, y = (to_device(a[mine], self.xp) for a in batch)  # b,T each: this rank's share
         logits, cache = crate_lm.forward(params, x, self.cfg)  # B,T,V
         loss, dlogits = crate_lm.next_token_loss(logits, y)
         grads = crate_lm.backward(dlogits, cache)
         return loss, grads, {"loss": loss, "bpc": loss / math.log(2), "n": len(x)}
 
-    def evaluate(self, params: dict) -> dict:
+    def evaluate(self, params: dict, part: tuple = (0, 1)) -> dict:
         """Mean next-character loss (nats) and bits per character over the validation windows."""
-        return evaluate_tokens(params, self.cfg, self.val_tokens, self.batch_size, self.eval_windows)
+        return evaluate_tokens(params, self.cfg, self.val_tokens, self.batch_size, self.eval_windows, part)
 
 
-def evaluate_tokens(params: dict, cfg, tokens, batch_size: int = 64, max_windows: int | None = None) -> dict:
-    """``{"loss", "bpc", "n"}`` of the model on consecutive windows of ``tokens`` (``n`` characters scored)."""
+def evaluate_tokens(params: dict, cfg, tokens, batch_size: int = 64, max_windows: int | None = None,
+                    part: tuple = (0, 1)) -> dict:
+    """``{"loss", "bpc", "n"}`` of the model on consecutive windows of ``tokens`` (``n`` characters scored;
+    ``part``: the batches of one rank, :mod:`whitebox.train.task`)."""
     xp = array_module(*params.values())
     x_all, y_all = sequential_windows(tokens, cfg.block_size, max_windows)  # W, T
     total, n = 0.0, 0
-    for lo in range(0, len(x_all), batch_size):
+    rank, size = part
+    for lo in range(rank * batch_size, len(x_all), size * batch_size):
         x, y = (to_device(a[lo:lo + batch_size], xp) for a in (x_all, y_all))
         logits, _ = crate_lm.forward(params, x, cfg)
         loss, _ = crate_lm.next_token_loss(logits, y)
         total += loss * y.size
         n += int(y.size)
-    return {"loss": total / n, "bpc": total / n / math.log(2), "n": n}
+    return means({"loss": total, "bpc": total / math.log(2)}, n)

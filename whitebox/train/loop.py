@@ -23,6 +23,13 @@ save the checkpoint, redraw the curves (with the ``curves`` function given, e.g.
   the step, *before* the update and without saving: the last checkpoint stays the last good one.
   A non-finite evaluation raises :class:`NonFiniteEvaluationError` before the epoch is logged or
   saved, for the same reason.
+* **Data parallel on a communicator** (:mod:`whitebox.distributed`). With ``comm.size = N > 1``
+  each rank computes its share of the global batch (:mod:`whitebox.train.task`), and one
+  all-reduce per step sums ``[n_r ḡ_r (every gradient, in sorted key order), n_r·loss, n_r·metrics, n_r]``;
+  dividing by ``Σ n_r`` gives every rank the global batch's mean gradient and metrics, so all
+  ranks take the same update (the one a single process takes, up to rounding). The evaluation is
+  shared and reduced the same way. Only rank 0 prints, writes ``metrics.jsonl``, the curves and
+  the checkpoint; a failure of those writes stops every rank (no rank waits for ever).
 """
 
 from __future__ import annotations
@@ -32,7 +39,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from ..backend import array_module
+from ..distributed import SINGLE, Communicator, flatten, unflatten
 from ..optim import clip_grad_norm
 from ..io import RunPaths
 from .checkpoint import save_checkpoint
@@ -96,9 +106,11 @@ class _Run:
     """The fixed parts of one call of :func:`fit`, so that each phase is a short method."""
 
     def __init__(self, task, optimizer, schedule, *, epochs, seed, paths, meta, clip_grad, max_steps,
-                 saved_step, quiet, echo, curves, on_step, trained):
+                 saved_step, quiet, echo, curves, on_step, trained, comm):
         self.task, self.optimizer, self.schedule, self.curves = task, optimizer, schedule, curves
         self.trained = None if trained is None else tuple(trained)
+        self.comm = comm
+        self.part = () if comm.size == 1 else ((comm.rank, comm.size),)  # a task's `part` argument, on ranks only
         self.on_step = on_step
         self.epochs, self.seed, self.paths, self.meta = epochs, seed, paths, meta
         self.clip_grad, self.quiet, self.echo = clip_grad, quiet, echo
@@ -110,8 +122,11 @@ class _Run:
         self.saved_step = saved_step
 
     def save(self, state: TrainState) -> Path:
-        meta = {**self.meta, **state.meta(self.steps_per_epoch, self.seed)}
-        save_checkpoint(self.paths.checkpoint, state.params, self.optimizer.state_dict(state.opt_state), meta)
+        """Rank 0 writes the checkpoint; every rank raises if that fails."""
+        with self.comm.together("saving the checkpoint"):
+            if self.comm.is_root:
+                meta = {**self.meta, **state.meta(self.steps_per_epoch, self.seed)}
+                save_checkpoint(self.paths.checkpoint, state.params, self.optimizer.state_dict(state.opt_state), meta)
         self.saved_step = state.step
         return self.paths.checkpoint
 
@@ -136,8 +151,11 @@ class _Run:
             state.train_time += seconds
 
     def step(self, state: TrainState, batch, xp) -> None:
-        loss, grads, metrics = self.task.loss_and_grads(state.params, batch, step_rng(self.seed, state.step, xp))
+        loss, grads, metrics = self.task.loss_and_grads(state.params, batch, step_rng(self.seed, state.step, xp),
+                                                        *self.part)
         grads = trained_params(grads, self.trained)
+        if self.comm.size > 1:
+            loss, grads, metrics = reduce_step(self.comm, loss, grads, metrics, xp)
         norm = clip_grad_norm(grads, self.clip_grad) if self.clip_grad else global_norm(grads)
         if not (math.isfinite(loss) and math.isfinite(norm)):
             epoch, batch_index = divmod(state.step, self.steps_per_epoch)
@@ -154,7 +172,7 @@ class _Run:
     def finish_epoch(self, state: TrainState) -> None:
         """Evaluate, log a line, save the checkpoint, redraw the curves, print a summary."""
         began = time.perf_counter()
-        evaluation = self.task.evaluate(state.params)
+        evaluation = reduce_means(self.comm, self.task.evaluate(state.params, *self.part))
         eval_time = time.perf_counter() - began
         if not all(math.isfinite(v) for v in evaluation.values()):
             raise NonFiniteEvaluationError(state.step, evaluation, self.paths.checkpoint, self.saved_step)
@@ -169,16 +187,41 @@ class _Run:
             "eval_time": eval_time,
             "train_time": state.train_time + eval_time,
         }
+        with deferred_interrupt(), self.comm.together("writing metrics.jsonl"):
+            if self.comm.is_root:
+                append_metrics(self.paths.metrics, record)
         with deferred_interrupt():
-            append_metrics(self.paths.metrics, record)
             state.logged_epochs += 1
             state.meter, state.epoch_time = EpochMeter(), 0.0
             state.train_time += eval_time
         self.save(state)
-        if self.curves is not None:
+        if self.comm.is_root and self.curves is not None:
             self.curves(read_metrics(self.paths.metrics), self.paths.curves, title=self.meta.get("title", ""))
         if not self.quiet:
             self.echo(epoch_summary(record, self.epochs))
+
+
+def reduce_step(comm: Communicator, loss: float, grads: dict, metrics: dict, xp) -> tuple[float, dict, dict]:
+    """The global batch's ``(loss, grads, metrics)`` from each rank's means over its share: one all-reduce
+    of ``[n_r g_r, n_r loss_r, n_r metrics_r, n_r]`` (gradients in sorted key order), divided by ``Σ n_r``."""
+    keys, names = sorted(grads), [k for k in metrics if k != "n"]  # the same order on every rank (same code)
+    n = metrics["n"]
+    flat = flatten(grads, keys, xp, extra=[loss, *(metrics[k] for k in names), 1.0])
+    flat *= n
+    comm.allreduce_(flat)
+    total = float(flat[-1])
+    flat /= total
+    grads, (loss, *values, _) = unflatten(flat, grads, keys)
+    return loss, grads, {**dict(zip(names, values)), "n": round(total)}
+
+
+def reduce_means(comm: Communicator, metrics: dict) -> dict:
+    """Every rank's means of weight ``"n"`` (:func:`whitebox.train.task.means`) combined into the means over all."""
+    if comm.size == 1:
+        return metrics
+    names = [k for k in metrics if k != "n"]
+    flat = comm.allreduce_(np.array([*(metrics[k] * metrics["n"] for k in names), metrics["n"]], dtype=np.float64))
+    return {**{k: float(v / flat[-1]) for k, v in zip(names, flat)}, "n": round(float(flat[-1]))}
 
 
 def epoch_summary(record: dict, epochs: int) -> str:
@@ -198,7 +241,7 @@ def fit(task: Task, state: TrainState, optimizer, schedule: Callable[[int], floa
         paths: RunPaths, meta: dict | None = None, clip_grad: float | None = None, max_steps: int | None = None,
         saved_step: int | None = None, quiet: bool = False, echo: Callable[[str], None] = say,
         curves: Callable | None = None, on_step: Callable[[int, float], None] | None = None,
-        trained: tuple | None = None) -> TrainState:
+        trained: tuple | None = None, comm: Communicator = SINGLE) -> TrainState:
     """Train ``state`` (in place) until ``epochs`` epochs, or ``max_steps`` updates, are done.
 
     Parameters
@@ -217,13 +260,15 @@ def fit(task: Task, state: TrainState, optimizer, schedule: Callable[[int], floa
     on_step : ``on_step(step, loss)`` after each update (``step``: updates taken), or None.
     trained : the names of the parameters to update (a linear probe), or None for all; the optimiser's
         state must be that of these parameters (``optimizer.init(trained_params(params, trained))``).
+    comm : the ranks that train together (:mod:`whitebox.distributed`); every rank calls ``fit`` with
+        the same arguments and parameters; only rank 0 prints and writes (module doc).
 
     Raises :class:`NonFiniteLossError`, :class:`NonFiniteEvaluationError` and
     :class:`TrainingInterrupted` (see the module doc).
     """
     run = _Run(task, optimizer, schedule, epochs=epochs, seed=seed, paths=paths, meta=dict(meta or {}),
-               clip_grad=clip_grad, max_steps=max_steps, saved_step=saved_step, quiet=quiet, echo=echo,
-               curves=curves, on_step=on_step, trained=trained)
+               clip_grad=clip_grad, max_steps=max_steps, saved_step=saved_step, quiet=quiet or not comm.is_root,
+               echo=echo, curves=curves, on_step=on_step, trained=trained, comm=comm)
     with terminate_as_interrupt():
         try:
             while True:
@@ -234,6 +279,7 @@ def fit(task: Task, state: TrainState, optimizer, schedule: Callable[[int], floa
                 run.train_epoch(state)
             if run.saved_step != state.step:
                 run.save(state)
+            comm.barrier()  # the files are complete for every rank
         except KeyboardInterrupt:
             try:
                 with deferred_interrupt():  # a second Ctrl-C waits for the save ...

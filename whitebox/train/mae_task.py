@@ -21,6 +21,7 @@ import numpy as np
 from ..backend import array_module, to_device
 from ..data import epoch_order, num_batches
 from ..models import crate_mae
+from .task import means, share
 
 EVAL_STREAM = 2  # keeps the evaluation masks apart from the training streams of the seed
 
@@ -64,22 +65,26 @@ class MAETask:
         for b in range(start, self.steps_per_epoch):
             yield self.train_images[order[b * self.batch_size:(b + 1) * self.batch_size]]
 
-    def loss_and_grads(self, params: dict, batch, step_rng):
-        x = pixels(to_device(batch, self.xp), self.dtype)  # B,C,H,W in [0, 1]
-        mask = crate_mae.make_mask(self.cfg, len(x), step_rng)
+    def loss_and_grads(self, params: dict, batch, step_rng, part: tuple = (0, 1)):
+        mask = crate_mae.make_mask(self.cfg, len(batch), step_rng)  # drawn for the whole batch
+        mine = share(len(batch), part)
+        x = pixels(to_device(batch[mine], self.xp), self.dtype)  # b,C,H,W in [0, 1]: this rank's share
+        mask = crate_mae.Mask(mask.keep[mine], mask.masked[mine])
         pred, cache = crate_mae.forward(params, x, self.cfg, mask=mask)  # B,n,P
         loss, dpred = crate_mae.reconstruction_loss(pred, x, mask, self.cfg)
         grads = crate_mae.backward(dpred, cache)
         return loss, grads, {"loss": loss, "n": len(x)}
 
-    def evaluate(self, params: dict) -> dict:
-        """The masked-patch MSE over the test split, with the seed's fixed masks."""
+    def evaluate(self, params: dict, part: tuple = (0, 1)) -> dict:
+        """The masked-patch MSE over the test split (the batches of ``part``), with the seed's fixed masks."""
         xp = array_module(*params.values())
-        total, n = 0.0, len(self.test_images)
-        for lo in range(0, n, self.eval_batch_size):
+        total, n = 0.0, 0
+        rank, size = part
+        for lo in range(rank * self.eval_batch_size, len(self.test_images), size * self.eval_batch_size):
             x = pixels(to_device(self.test_images[lo:lo + self.eval_batch_size], xp), self.dtype)
             mask = eval_mask(self.cfg, len(x), self.seed, lo, xp)
             pred, _ = crate_mae.forward(params, x, self.cfg, mask=mask)
             loss, _ = crate_mae.reconstruction_loss(pred, x, mask, self.cfg)
             total += loss * len(x)
-        return {"loss": total / n, "n": n}
+            n += len(x)
+        return means({"loss": total}, n)

@@ -35,6 +35,7 @@ import numpy as np
 from .. import __version__
 from ..backend import array_module, get_xp, resolve_device
 from ..data.text import CharTokenizer
+from ..distributed import SINGLE, Communicator, DistributedError, broadcast_tree
 from ..io import CHECKPOINT_NAME, RunPaths, atomic_write_text, remove_stale_temporaries
 from ..weights import finetuning_params_from_file, load_model_weights, params_for_finetuning
 from .build import build_task, init_params, make_optimizer, make_schedule, trained_names
@@ -145,73 +146,114 @@ def _usable_folder(paths: RunPaths) -> None:
 
 def start_run(config: RunConfig, out, *, device: str | None = None, data_dir=None, overwrite: bool = False,
               max_steps: int | None = None, quiet: bool = False, echo=say, curves: Callable | None = None,
-              on_step: Callable | None = None) -> RunResult:
+              on_step: Callable | None = None, comm: Communicator = SINGLE) -> RunResult:
     """Train a new run of ``config`` in the folder ``out``.
 
     Refuses a folder that holds a checkpoint already, unless ``overwrite``, which deletes that
     run's files only once the new run's data, model and optimiser are ready; ``resume_run``
     continues such a run instead. ``curves``, ``on_step``: see :func:`whitebox.train.loop.fit`.
+    ``comm``: the ranks of a data-parallel run (:mod:`whitebox.distributed`), which every rank
+    starts with the same arguments; a set-up that fails on one rank fails on all of them.
     """
     began = time.perf_counter()
     paths = RunPaths(out)
-    if paths.checkpoint.exists() and not overwrite:
-        raise RunExistsError(f"{paths.out} already holds a run ({paths.checkpoint.name}); continue it with "
-                             f"--resume {paths.out}, or start over with --overwrite")
-    _usable_folder(paths)
-    device = resolve_device(device)
-    task, config, extra = build_task(config, get_xp(device), data_dir=data_dir)
-    params = starting_params(config, device)
-    trained = trained_params(params, trained_names(config))
-    optimizer = make_optimizer(config, trained)
-    state = TrainState(params, optimizer.init(trained))
-    for old in paths.files():  # only once all the above worked
-        old.unlink(missing_ok=True)
-    remove_stale_temporaries(paths.out, [p.name for p in paths.files()])
-    atomic_write_text(paths.config, json.dumps(_described(config, task, device), indent=2) + "\n")
+    comm.agree(json.dumps([config.to_dict(), str(paths.out.resolve()), device, overwrite, max_steps]),
+               "the run's config and options")
+    with comm.together("setting up the run"):
+        if paths.checkpoint.exists() and not overwrite:
+            raise RunExistsError(f"{paths.out} already holds a run ({paths.checkpoint.name}); continue it with "
+                                 f"--resume {paths.out}, or start over with --overwrite")
+        _usable_folder(paths)
+        device = resolve_device(device)
+        task, config, extra = build_task(config, get_xp(device), data_dir=data_dir)
+        _check_shares(config, task, comm)
+        params = starting_params(config, device)
+        trained = trained_params(params, trained_names(config))
+        optimizer = make_optimizer(config, trained)
+        state = TrainState(params, optimizer.init(trained))
+        if comm.is_root:
+            for old in paths.files():  # only once all the above worked
+                old.unlink(missing_ok=True)
+            remove_stale_temporaries(paths.out, [p.name for p in paths.files()])
+            atomic_write_text(paths.config, json.dumps(_described(config, task, device), indent=2) + "\n")
     return _train(config, task, extra, optimizer, state, paths, device, None, began, max_steps, quiet, echo, curves,
-                  on_step)
+                  on_step, comm)
 
 
 def resume_run(out, *, device: str | None = None, data_dir=None, max_steps: int | None = None,
-               quiet: bool = False, echo=say, curves: Callable | None = None, on_step: Callable | None = None) -> RunResult:
+               quiet: bool = False, echo=say, curves: Callable | None = None, on_step: Callable | None = None,
+               comm: Communicator = SINGLE, reshard: bool = False) -> RunResult:
     """Continue the run in ``out`` (its folder or its ``checkpoint.npz``) with the config saved there.
 
-    ``device`` defaults to the device the run was on; a run may move between CPU and GPU.
+    ``device`` defaults to the device the run was on; a run may move between CPU and GPU. A run
+    continues on as many ranks (``comm``) as it trained on, or on another number with
+    ``reshard`` (the same mathematics; only the rounding of the sums differs).
     """
     began = time.perf_counter()
     paths = RunPaths.of(out)
-    if not paths.checkpoint.exists():
-        raise NoCheckpointError(f"no checkpoint to resume: {paths.checkpoint} does not exist")
-    checkpoint = load_checkpoint(paths.checkpoint)
-    config = _checked_config(checkpoint, paths.checkpoint)
-    _usable_folder(paths)
-    device = resolve_device(device or checkpoint.meta.get("device"))
-    xp = get_xp(device)
-    tokenizer = CharTokenizer.from_json(checkpoint.meta["tokenizer"]) if "tokenizer" in checkpoint.meta else None
-    task, config, extra = build_task(config, xp, data_dir=data_dir, tokenizer=tokenizer)
-    _check_fits(config, checkpoint.params, paths.checkpoint)
-    optimizer = make_optimizer(config, trained_params(checkpoint.params, trained_names(config)))
-    state = restore_state(checkpoint, optimizer, xp, np.dtype(config.dtype).type)
-    remove_stale_temporaries(paths.out, [p.name for p in paths.files()])
+    comm.agree(json.dumps([str(paths.checkpoint.resolve()), device, max_steps, reshard]), "the resumed run and options")
+    with comm.together("loading the run to resume"):
+        if not paths.checkpoint.exists():
+            raise NoCheckpointError(f"no checkpoint to resume: {paths.checkpoint} does not exist")
+        checkpoint = load_checkpoint(paths.checkpoint)
+        config = _checked_config(checkpoint, paths.checkpoint)
+        ranks = checkpoint.meta.get("ranks", 1)
+        if ranks != comm.size and not reshard:
+            raise DistributedError(
+                f"{paths.checkpoint} was trained on {ranks} rank(s) but this launch has {comm.size}: resume it with "
+                f"{'mpiexec -n ' + str(ranks) + ' ' if ranks > 1 else ''}python -m whitebox train --resume {paths.out}"
+                f"{' --distributed ' + checkpoint.meta.get('backend', 'mpi') if ranks > 1 else ''}, or add --reshard "
+                f"to continue on {comm.size} (same mathematics, different rounding)")
+        _usable_folder(paths)
+        device = resolve_device(device or checkpoint.meta.get("device"))
+        xp = get_xp(device)
+        tokenizer = CharTokenizer.from_json(checkpoint.meta["tokenizer"]) if "tokenizer" in checkpoint.meta else None
+        task, config, extra = build_task(config, xp, data_dir=data_dir, tokenizer=tokenizer)
+        _check_shares(config, task, comm)
+        _check_fits(config, checkpoint.params, paths.checkpoint)
+        optimizer = make_optimizer(config, trained_params(checkpoint.params, trained_names(config)))
+        state = restore_state(checkpoint, optimizer, xp, np.dtype(config.dtype).type)
+        if comm.is_root:
+            remove_stale_temporaries(paths.out, [p.name for p in paths.files()])
+    comm.agree(config.to_json() + json.dumps(checkpoint.meta["step"]), "the checkpoint they read")
     return _train(config, task, extra, optimizer, state, paths, device, state.step, began, max_steps, quiet, echo,
-                  curves, on_step)
+                  curves, on_step, comm)
+
+
+def _check_shares(config: RunConfig, task, comm: Communicator) -> None:
+    """:class:`DistributedError` unless every batch splits over the ranks: the global batch evenly, a
+    partial last batch of an epoch into shares of at least one example."""
+    if comm.size == 1:
+        return
+    if config.batch_size % comm.size:
+        raise DistributedError(f"--batch-size {config.batch_size} (the global batch) does not split evenly over "
+                               f"{comm.size} ranks; give a multiple of {comm.size}")
+    last = len(getattr(task, "train_images", ())) % config.batch_size  # the lm task has no partial batch
+    if 0 < last < comm.size:
+        raise DistributedError(f"the last batch of an epoch holds {last} example(s), fewer than the {comm.size} "
+                               "ranks; change --train-limit or --batch-size")
 
 
 def _train(config, task, extra, optimizer, state, paths, device, saved_step, began, max_steps, quiet, echo,
-           curves, on_step) -> RunResult:
+           curves, on_step, comm) -> RunResult:
     title = f"{config.model} ({config.preset})" + (f" on {config.dataset}" if config.dataset else "")
-    meta = {"task": config.task, "config": config.to_dict(), "device": device, **extra, "title": title}
+    meta = {"task": config.task, "config": config.to_dict(), "device": device, **extra, "title": title,
+            "ranks": comm.size, "backend": comm.backend}
     num_params = config.model_module().num_params(config.model_cfg())
+    broadcast_tree(comm, state.params)  # every rank starts from rank 0's parameters
+    quiet = quiet or not comm.is_root
     if not quiet:
         steps = task.steps_per_epoch
+        ranks = f" over {comm.size} ranks ({comm.backend})" if comm.size > 1 else ""
         echo(f"{title}: {num_params:,} parameters; {config.epochs} epochs of {steps} steps (batch "
-             f"{config.batch_size}), {config.optimizer} lr {config.lr:g}; {device} {config.dtype}; writing to {paths.out}")
+             f"{config.batch_size}{ranks}), {config.optimizer} lr {config.lr:g}; {device} {config.dtype}; "
+             f"writing to {paths.out}")
         if saved_step is not None:
             echo(f"resuming at step {state.step} (epoch {state.step // steps + 1}, batch {state.step % steps + 1} of {steps})")
     fit(task, state, optimizer, make_schedule(config, task.steps_per_epoch), epochs=config.epochs,
         seed=config.seed, paths=paths, meta=meta, clip_grad=config.clip_grad, max_steps=max_steps,
         saved_step=saved_step, quiet=quiet, echo=echo, curves=curves, on_step=on_step,
-        trained=trained_names(config))
+        trained=trained_names(config), comm=comm)
     records = read_metrics(paths.metrics)
     return RunResult(paths, config, state.step, config.epochs * task.steps_per_epoch,
                      records[-1] if records else None, num_params, time.perf_counter() - began, state.train_time)

@@ -8,6 +8,15 @@ autoencoding or language modelling are others, reusing the same loop, checkpoint
 Metrics are dicts of floats. ``loss_and_grads`` also returns ``"n"``, the number of examples in
 the batch: the loop averages each metric over an epoch weighted by ``n`` and reports examples
 per second.
+
+Data parallelism (:mod:`whitebox.distributed`): ``part = (rank, size)`` asks for one rank's share
+(the loop passes it only when there is more than one rank, so a task for one process may omit it).
+``loss_and_grads`` receives the *global* batch, draws its randomness (crops, masks) for the whole
+of it, and computes the loss, gradients and metrics of its contiguous share :func:`share` only, as
+means over that share; ``evaluate`` scores the evaluation batches ``rank, rank + size, ...``. The
+loop weights each rank's means by its ``n`` and sums over the ranks, which gives the means over
+the global batch (or the whole evaluation split) exactly when every example weighs the same in
+the task's loss (true of the three tasks: fixed mask ratio, fixed window length).
 """
 
 from __future__ import annotations
@@ -29,11 +38,23 @@ class Task(Protocol):
     def batches(self, epoch: int, start: int = 0) -> Iterator:
         """The batches of epoch ``epoch`` from batch ``start`` on, in an order fixed by (seed, epoch)."""
 
-    def loss_and_grads(self, params: dict, batch, step_rng) -> tuple[float, dict, dict]:
-        """``(loss, grads, metrics)`` for one batch; ``step_rng`` drives any randomness (augmentation)."""
+    def loss_and_grads(self, params: dict, batch, step_rng, part: tuple = (0, 1)) -> tuple[float, dict, dict]:
+        """``(loss, grads, metrics)`` for the share ``part`` of one batch; ``step_rng`` drives any
+        randomness (augmentation), drawn for the whole batch."""
 
-    def evaluate(self, params: dict) -> dict:
-        """Metrics on the held-out split (e.g. ``{"loss": ..., "accuracy": ...}``)."""
+    def evaluate(self, params: dict, part: tuple = (0, 1)) -> dict:
+        """Metrics (means, and their weight ``"n"``) on the share ``part`` of the held-out split."""
+
+
+def share(n: int, part: tuple = (0, 1)) -> slice:
+    """Rank ``r``'s contiguous share of ``n`` examples among ``size`` ranks: ``[r n // size, (r + 1) n // size)``."""
+    rank, size = part
+    return slice(rank * n // size, (rank + 1) * n // size)
+
+
+def means(sums: dict, n: int) -> dict:
+    """``{key: sum / n}`` and ``"n"``; a rank with no evaluation batch (``n == 0``) gives zeros of weight 0."""
+    return {**{key: value / n if n else 0.0 for key, value in sums.items()}, "n": n}
 
 
 def step_rng(seed: int, step: int, xp=np):
