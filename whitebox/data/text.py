@@ -97,10 +97,15 @@ class CharTokenizer:
         """Token ids (len(text),) int64; ``ValueError`` naming the first character not in the vocabulary."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        try:
-            return np.fromiter((self.index[c] for c in text), dtype=np.int64, count=len(text))
-        except KeyError as e:
-            raise ValueError(f"character {e.args[0]!r} is not in the vocabulary of {self.vocab_size} characters") from None
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)  # (len(text),) code points
+        keys = np.array([ord(c) for c in self.chars], dtype=np.uint32)  # (V,)
+        order = np.argsort(keys)
+        at = np.minimum(np.searchsorted(keys[order], codes), len(keys) - 1)  # one vectorised lookup per character
+        unknown = keys[order][at] != codes
+        if unknown.any():
+            bad = text[int(np.argmax(unknown))]
+            raise ValueError(f"character {bad!r} is not in the vocabulary of {self.vocab_size} characters")
+        return order[at].astype(np.int64)
 
     def decode(self, ids) -> str:
         """The text of token ids (any integer sequence or array); ``ValueError`` for an id out of range."""
