@@ -156,3 +156,10 @@ def test_report_and_attention_commands_run_on_a_vit(vit_run, tmp_path, capsys):
     d = run.cfg.heads * run.cfg.dim_head
     expected = attention_input(Z[0], run.params, 0, run.cfg) @ W[d:2 * d].T + b[d:2 * d]
     np.testing.assert_allclose(keys, expected[:, 1:], rtol=1e-5, atol=1e-6)
+
+
+def test_vit_base_is_timms_vit_b16_plus_the_two_layernorms_of_crates_patch_embedding():
+    d, depth, tokens, classes, patch_dim = 768, 12, 197, 1000, 3 * 16 * 16
+    block = 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (4 * d * d + 4 * d) + (4 * d * d + d)
+    timm_vit_b16 = (patch_dim * d + d) + d + tokens * d + depth * block + 2 * d + (d * classes + classes)
+    assert crate.num_params(crate.crate_base(block="transformer")) == timm_vit_b16 + 2 * patch_dim + 2 * d
