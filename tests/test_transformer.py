@@ -148,3 +148,32 @@ def test_transformer_block_matches_a_torch_module():
         np.testing.assert_allclose(dz, zt.grad.numpy(), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(grads["mlp.fc1.weight"], t["mlp.fc1.weight"].grad.numpy(), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(grads["attn.qkv.weight"], attn.in_proj_weight.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_vit_and_gpt_run_on_the_strict_device_as_on_numpy_and_a_vit_step_never_waits_on_the_host():
+    from strict_device import strict
+
+    from whitebox import backend
+    from whitebox.models import crate, crate_lm
+
+    rng = np.random.default_rng(0)
+    vit = crate.Config(image_size=8, patch_size=4, channels=2, num_classes=3, dim=8, depth=2, heads=2, dim_head=4,
+                       block="transformer")
+    gpt = crate_lm.Config(vocab_size=7, block_size=6, dim=8, depth=2, heads=2, dim_head=4, block="transformer")
+    cases = [(crate, vit, rng.standard_normal((2, 2, 8, 8))), (crate_lm, gpt, rng.integers(0, 7, (2, 5)))]
+    for model, cfg, x in cases:
+        params = model.init(cfg, seed=1, dtype=np.float64)
+        out, cache = model.forward(params, x, cfg)
+        dout = rng.standard_normal(out.shape)
+        grads = model.backward(dout, cache)
+        with backend.use_device_module(strict):
+            device_params = model.init(cfg, seed=1, dtype=np.float64, device="gpu")
+            x_device, dout_device = strict.asarray(x), strict.asarray(dout)
+            with strict.counting() as counts:
+                device_out, device_cache = model.forward(device_params, x_device, cfg)
+                device_grads = model.backward(dout_device, device_cache)
+        np.testing.assert_allclose(device_out.get(), out, rtol=1e-12, atol=1e-12)
+        for name, g in grads.items():
+            np.testing.assert_allclose(device_grads[name].get(), g, rtol=1e-10, atol=1e-12, err_msg=name)
+        if model is crate:
+            assert counts.syncs == 0, counts
