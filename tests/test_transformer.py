@@ -14,6 +14,7 @@ from whitebox.blocks.transformer_layer import TransformerLayerSpec
 from whitebox.gradcheck import vjp_errors
 from whitebox.layers.activations import gelu_backward, gelu_forward
 from whitebox.layers.mhsa import mhsa_backward, mhsa_forward
+from whitebox.layers.mssa import mssa_forward
 
 TOL = 1e-6
 seeds = st.integers(0, 2**32 - 1)
@@ -79,6 +80,17 @@ def test_mhsa(seed, batch, n, d, heads, p, causal):
     dy = rng.standard_normal(y.shape)
     grads = dict(zip(inputs, mhsa_backward(dy, cache)))
     assert_small(vjp_errors(lambda **k: run(**k)[0], inputs, dy, grads))
+
+
+@given(seed=seeds, n=st.integers(1, 6), d=st.integers(1, 6), heads=st.integers(1, 3), p=st.integers(1, 4),
+       causal=st.booleans())
+def test_mssa_is_mhsa_with_tied_query_key_value_maps_and_no_input_bias(seed, n, d, heads, p, causal):
+    rng = np.random.default_rng(seed)
+    x, W = rng.standard_normal((2, n, d)), rng.standard_normal((heads * p, d)) / np.sqrt(d)
+    W_out, b_out = rng.standard_normal((d, heads * p)), rng.standard_normal(d)
+    tied, _ = mhsa_forward(x, np.concatenate([W, W, W]), np.zeros(3 * heads * p), W_out, b_out, heads=heads,
+                           causal=causal)
+    np.testing.assert_allclose(tied, mssa_forward(x, W, W_out, b_out, heads=heads, causal=causal)[0], atol=1e-12)
 
 
 def block_params(spec, seed):
