@@ -98,3 +98,13 @@ def test_a_run_moves_between_the_cpu_and_the_device(task, moves, device, cpu_run
     assert result.finished and load_checkpoint(tmp_path / "checkpoint.npz").meta["device"] == then
     if task != "mae":  # MAE's masks come from the device's generator: its two halves cannot equal a CPU run
         assert_same_run(cpu_run(task), tmp_path)
+
+
+@pytest.mark.devices("strict", "gpu")
+@pytest.mark.parametrize("optimizer", ["lion", "sgd"])
+def test_crate_alpha_with_each_optimiser_and_clipping_repeats_the_cpu_run(optimizer, device, mnist_installed, tmp_path):
+    config = resolve_config("crate-alpha", "mnist-demo", model_overrides=TINY, epochs=1, batch_size=16, train_limit=32,
+                            test_limit=16, dtype="float64", augment=False, optimizer=optimizer, clip_grad=0.05)
+    start_run(config, tmp_path / "cpu", device="cpu", quiet=True)
+    start_run(config, tmp_path / "device", device=device, quiet=True)
+    assert_same_run(tmp_path / "cpu", tmp_path / "device")
