@@ -8,6 +8,7 @@ wants it sets it with ``monkeypatch.setenv``).
 
 import os
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -60,7 +61,7 @@ def device_xp(request):
     from whitebox import backend
 
     if request.param == "cpu":
-        yield __import__("numpy")
+        yield np
     elif request.param == "strict":
         from strict_device import strict
 
@@ -75,9 +76,7 @@ def device_xp(request):
 @pytest.fixture
 def device(device_xp):
     """The device name whitebox takes for ``device_xp``: "cpu" for NumPy, "gpu" for the stand-in and CuPy."""
-    import numpy
-
-    return "cpu" if device_xp is numpy else "gpu"
+    return "cpu" if device_xp is np else "gpu"
 
 
 def pytest_collection_modifyitems(config, items):
