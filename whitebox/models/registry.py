@@ -38,10 +38,13 @@ def get_model(name: str) -> ModuleType:
     return importlib.import_module(MODULES[name])
 
 
+TOKEN_MODELS = ("whitebox.models.crate_lm",)  # not classifiers of images, but measured and fine-tuned alike
+
+
 def model_of(cfg) -> ModuleType:
-    """The module whose ``Config`` made ``cfg`` (``crate.Config`` -> :mod:`whitebox.models.crate`)."""
-    for name in available_models():
-        module = get_model(name)
+    """The module whose ``Config`` made ``cfg`` (``crate.Config`` -> :mod:`whitebox.models.crate`), a
+    classifier's or a token model's."""
+    for module in [get_model(name) for name in available_models()] + [importlib.import_module(m) for m in TOKEN_MODELS]:
         if type(cfg) is module.Config:
             return module
     raise ValueError(f"cfg must be the Config of one of the models {available_models()}, got {type(cfg).__name__}")
