@@ -122,17 +122,11 @@ def starting_params(config: RunConfig, device: str) -> dict:
         return init_params(config, device)
     path, cfg, dtype = Path(config.init_from), config.model_cfg(), np.dtype(config.dtype).type
     if not _is_run(path):
-        if config.task in TEXT_TASKS:
-            raise ConfigError(f"init_from {path}: a token model starts from a run folder of whitebox train "
-                              "(--task mlm or lm), not from a weights file")
         return _fitted_weights(path, lambda: finetuning_params_from_file(path, cfg, config.seed, dtype=dtype,
                                                                          device=device))
     run = load_run(path, device="cpu")
-    sources = TEXT_TASKS if config.task == "genre" else ("classification",)  # a backbone of the same kind
-    if run.config.task not in sources:
-        raise ConfigError(f"init_from {path}: a {run.config.task} run has no token model to fine-tune (genre starts "
-                          f"from a run of {', '.join(sources)})" if config.task == "genre" else
-                          f"init_from {path}: a {run.config.task} run has no classifier to fine-tune")
+    if run.config.task != "classification" and config.task not in TEXT_TASKS:  # the text tasks check it when built
+        raise ConfigError(f"init_from {path}: a {run.config.task} run has no classifier to fine-tune")
     params = _fitted_weights(run.path, lambda: params_for_finetuning(run.params, run.cfg, cfg, config.seed,
                                                                              device="cpu"))
     xp = get_xp(device)
