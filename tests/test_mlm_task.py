@@ -34,7 +34,12 @@ def test_configs_of_the_text_tasks():
     assert mlm.data["tokenizer"] == "char" and mlm.model_config["num_classes"] is None
     assert resolve_config(preset="shakespeare-bpe-mlm").data["tokenizer"] == "bpe"
     assert resolve_config(task="genre").model_config["num_classes"] == 3
-    for kwargs, match in ((dict(model_overrides={"causal": True}), "bidirectional"),
+    assert resolve_config("bert", task="mlm").model_cfg() == mlm.model_cfg().replace(block="transformer")
+    with pytest.raises(ConfigError, match="bidirectional"):
+        resolve_config("crate-lm", task="mlm", model_overrides={"causal": True})
+    with pytest.raises(ConfigError, match="causal model"):
+        resolve_config("crate-bert", task="lm")
+    for kwargs, match in ((dict(model_overrides={"causal": True}), "causal"),
                           (dict(model_overrides={"num_classes": 4}), "num_classes"),
                           (dict(data_overrides={"tokenizer": "words"}), "tokenizer"),
                           (dict(data_overrides={"vocab": 1}), "vocab"),
@@ -104,7 +109,8 @@ def test_genre_from_a_causal_run_and_refusals(texts, tmp_path, capsys):
     lm = tmp_path / "lm"
     assert main(["train", "--task", "lm", *TINY_MLM, "--epochs", "1", "--out", str(lm)]) == 0
     assert main(genre_args(tmp_path / "causal", "--init-from", str(lm), "--linear-probe")) == 0
-    assert load_run(tmp_path / "causal").cfg.causal is True
+    causal = load_run(tmp_path / "causal")
+    assert causal.cfg.causal is True and causal.config.model == "crate-lm"
     assert main(genre_args(tmp_path / "bad", "--init-from", str(tmp_path / "causal" / "metrics.jsonl"))) == 1
     assert "not a readable checkpoint" in capsys.readouterr().err
 

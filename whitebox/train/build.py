@@ -128,14 +128,16 @@ def build_mlm(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: boo
 
 
 def _pretrained(config: RunConfig) -> tuple[RunConfig, Tokenizer]:
-    """A fine-tuning run of a token model takes the pretrained run's vocabulary and backbone settings."""
+    """A fine-tuning run of a token model takes the pretrained run's vocabulary, model and backbone settings
+    (``--model`` and ``--set`` of the model fields are replaced by the checkpoint's)."""
     path = Path(config.init_from)
     checkpoint = load_checkpoint(RunPaths(path).checkpoint if path.is_dir() else path)
     if "tokenizer" not in checkpoint.meta:
         raise ConfigError(f"init_from {config.init_from}: not a run of a token model (it holds no vocabulary)")
     pretrained = RunConfig.from_dict(checkpoint.meta["config"])
     model_config = {**pretrained.model_config, "num_classes": config.model_config["num_classes"]}
-    return dataclasses.replace(config, model_config=model_config), tokenizer_from_json(checkpoint.meta["tokenizer"])
+    return (dataclasses.replace(config, model=pretrained.model, model_config=model_config),
+            tokenizer_from_json(checkpoint.meta["tokenizer"]))
 
 
 def build_genre(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: bool):

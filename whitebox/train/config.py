@@ -42,7 +42,7 @@ from ..data.bpe import TOKENIZERS
 from ..data.catalog import check_dataset
 from ..data.plays import GENRES
 from ..models import crate_lm, crate_mae
-from ..models.registry import get_model
+from ..models.registry import VARIANTS, available_models, get_model, variant
 
 TASKS = ("classification", "mae", "lm", "mlm", "genre")
 TEXT_TASKS = ("lm", "mlm", "genre")  # the token models' tasks: Shakespeare's text, no image dataset
@@ -126,23 +126,23 @@ PRESETS = {
         clip_grad=1.0,
     ),
     "shakespeare-mlm": Preset(
-        "CRATE-BERT on Shakespeare's characters, BERT masking (the causal recipe)", "mlm", "crate-lm", None,
-        model=dict(block_size=128, dim=128, depth=4, heads=4, dim_head=32, causal=False),
+        "CRATE-BERT on Shakespeare's characters, BERT masking (the causal recipe)", "mlm", "crate-bert", None,
+        model=dict(block_size=128, dim=128, depth=4, heads=4, dim_head=32),
         data=dict(steps_per_epoch=500, eval_windows=256, tokenizer="char"),
         epochs=10, batch_size=32, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, warmup_epochs=0.2, min_lr=1e-4,
         clip_grad=1.0,
     ),
     "shakespeare-bpe-mlm": Preset(
-        "CRATE-BERT on 512 byte-pair tokens of Shakespeare (about 2.1 characters each)", "mlm", "crate-lm", None,
-        model=dict(block_size=64, dim=128, depth=4, heads=4, dim_head=32, causal=False),
+        "CRATE-BERT on 512 byte-pair tokens of Shakespeare (about 2.1 characters each)", "mlm", "crate-bert", None,
+        model=dict(block_size=64, dim=128, depth=4, heads=4, dim_head=32),
         data=dict(steps_per_epoch=500, eval_windows=256, tokenizer="bpe", vocab=512),
         epochs=10, batch_size=32, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, warmup_epochs=0.2, min_lr=1e-4,
         clip_grad=1.0,
     ),
     "shakespeare-genre": Preset(
         "comedy, history or tragedy of a 128-character passage (fine-tune with --init-from an mlm run)", "genre",
-        "crate-lm", None,
-        model=dict(block_size=128, dim=128, depth=4, heads=4, dim_head=32, causal=False),
+        "crate-bert", None,
+        model=dict(block_size=128, dim=128, depth=4, heads=4, dim_head=32),
         epochs=3, batch_size=32, lr=5e-4, betas=(0.9, 0.95), weight_decay=0.05, warmup_epochs=0.1, min_lr=1e-5,
         clip_grad=1.0, label_smoothing=0.0, augment=False,
     ),
@@ -162,14 +162,32 @@ DEFAULT_MODEL = {"classification": "crate", "mae": "crate-mae", "lm": "crate-lm"
                  "genre": "crate-lm"}
 
 
+def model_names() -> tuple[str, ...]:
+    """Every model a run can train: the classifiers (and their variants), the generative models and theirs."""
+    generative = tuple(GENERATIVE_MODELS) + tuple(n for n, (base, _) in VARIANTS.items() if base in GENERATIVE_MODELS)
+    return available_models() + generative
+
+
 def model_module(name: str) -> ModuleType:
-    """The module of model ``name`` (the classifiers of the registry, CRATE-MAE, causal CRATE)."""
-    if name in GENERATIVE_MODELS:
-        return GENERATIVE_MODELS[name]
-    try:
-        return get_model(name)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    """The module of model ``name`` (the classifiers of the registry, CRATE-MAE, causal CRATE, and the
+    variants of :data:`whitebox.models.registry.VARIANTS`: ``vit`` → CRATE's, ``gpt`` → causal CRATE's)."""
+    base, _ = variant(name)
+    if base in GENERATIVE_MODELS:
+        return GENERATIVE_MODELS[base]
+    if name not in available_models():
+        raise ConfigError(f"unknown model {name!r}; choose one of {model_names()}")
+    return get_model(name)
+
+
+def variant_fields(model: str, overrides: dict) -> dict:
+    """The Config fields that the name ``model`` fixes (``vit``: ``block="transformer"``); a setting
+    in ``overrides`` that contradicts one is a :class:`ConfigError`."""
+    base, fixed = variant(model)
+    for key, value in fixed.items():
+        if key in overrides and overrides[key] != value:
+            raise ConfigError(f"model {model!r} is {base} with {key}={value!r}; --set {key}={overrides[key]!r} "
+                              f"contradicts it (use --model {base})")
+    return fixed
 
 
 @dataclass(frozen=True)
@@ -272,7 +290,8 @@ def resolve_config(model: str | None = None, preset: str | None = None, *, task:
         raise ConfigError(f"preset {preset!r} is a {recipe.task} preset, not a {task} one; choose one of {names}")
     model = model or recipe.model_name
     module = model_module(model)
-    learns_task = model not in GENERATIVE_MODELS if task == "classification" else model == DEFAULT_MODEL[task]
+    base = variant(model)[0]
+    learns_task = base not in GENERATIVE_MODELS if task == "classification" else base == DEFAULT_MODEL[task]
     if not learns_task:
         raise ConfigError(f"model {model!r} does not learn the {task} task")
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -310,7 +329,8 @@ def resolve_config(model: str | None = None, preset: str | None = None, *, task:
         dataset = check_dataset(dataset or recipe.dataset)
         if task == "mae":
             settings.update(label_smoothing=0.0, augment=False)
-    model_config = _model_config(model, module, task, dataset, {**recipe.model, **model_overrides})
+    fixed = variant_fields(model, model_overrides)
+    model_config = _model_config(model, module, task, dataset, {**recipe.model, **model_overrides, **fixed})
     return RunConfig(task=task, model=model, preset=preset, dataset=dataset, model_config=model_config,
                      data=data, **settings, **given)
 
@@ -356,7 +376,10 @@ def _model_config(model: str, module: ModuleType, task: str, dataset: str | None
         # vocab_size: a placeholder, replaced by the tokenizer's size when the task is built
         shape = {"vocab_size": 1, "num_classes": len(GENRES) if task == "genre" else None}
         if task == "mlm" and fields.get("causal", True) is not False:
-            raise ConfigError("the mlm task needs a bidirectional model (--set causal=False)")
+            raise ConfigError("the mlm task needs a bidirectional model (--model crate-bert or bert, or --set "
+                              "causal=False)")
+        if task == "lm" and fields.get("causal", True) is not True:
+            raise ConfigError("the lm task needs a causal model: a bidirectional one would see the next token")
     else:
         info = dataset_info(dataset)
         shape = dict(image_size=info.image_size, channels=info.channels)
@@ -391,6 +414,7 @@ def preset_model_config(model: str, preset: str, overrides: dict | None = None):
         raise ConfigError(f"unknown preset {preset!r} for {model}; choose a model preset {tuple(model_presets)} "
                           f"or a training preset {training}")
     overrides = dict(overrides or {})
+    fields.update(variant_fields(model, overrides))
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise ConfigError(f"model {model!r} has no setting(s) {unknown}; its Config has {sorted(fields)}")
