@@ -95,19 +95,19 @@ def build_mae(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: boo
     return task, config, {}
 
 
+def _with_vocabulary(config: RunConfig, tokenizer: Tokenizer) -> RunConfig:
+    return dataclasses.replace(config, model_config={**config.model_config, "vocab_size": tokenizer.vocab_size})
+
+
 def build_lm(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: bool):
     """The vocabulary is built from the training text (or is ``tokenizer``, the one a checkpoint carries)."""
     train_text, val_text = split_text(load_shakespeare(), config.data["val_fraction"])
     tokenizer = tokenizer or CharTokenizer.from_text(train_text)
-    config = dataclasses.replace(config, model_config={**config.model_config, "vocab_size": tokenizer.vocab_size})
+    config = _with_vocabulary(config, tokenizer)
     task = LMTask(config.model_cfg(), tokenizer.encode(train_text), tokenizer.encode(val_text),
                   batch_size=config.batch_size, steps_per_epoch=config.data["steps_per_epoch"], seed=config.seed,
                   xp=xp, eval_windows=config.data["eval_windows"])
     return task, config, {"tokenizer": tokenizer.to_json()}
-
-
-def _with_vocabulary(config: RunConfig, tokenizer: Tokenizer) -> RunConfig:
-    return dataclasses.replace(config, model_config={**config.model_config, "vocab_size": tokenizer.vocab_size})
 
 
 def _text_tokenizer(config: RunConfig, train_text: str) -> Tokenizer:
@@ -121,7 +121,8 @@ def build_mlm(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: boo
     train_text, val_text = split_text(load_shakespeare(), config.data["val_fraction"])
     tokenizer = tokenizer or _text_tokenizer(config, train_text)
     config = _with_vocabulary(config, tokenizer)
-    task = MLMTask(config.model_cfg(), tokenizer.encode(train_text), tokenizer.encode(val_text), tokenizer=tokenizer, batch_size=config.batch_size,
+    task = MLMTask(config.model_cfg(), tokenizer.encode(train_text), tokenizer.encode(val_text), tokenizer=tokenizer,
+                   batch_size=config.batch_size,
                    steps_per_epoch=config.data["steps_per_epoch"], seed=config.seed, xp=xp,
                    eval_windows=config.data["eval_windows"])
     return task, config, {"tokenizer": tokenizer.to_json()}
