@@ -59,7 +59,7 @@ def params_for_finetuning(params: dict, old_cfg, new_cfg, seed: int = 0, *, devi
                          f"or no classifier head; only {changes} may change")
     host = {name: to_host(value) for name, value in params.items()}
     resized = set() if tokens else {"pos_embedding"}
-    for name in backbone - resized:
+    for name in [n for n in expected if n in backbone and n not in resized]:  # the model's order
         if host[name].shape != expected[name]:
             raise ValueError(f"{name} has shape {host[name].shape} under old_cfg but {expected[name]} under new_cfg; "
                              f"only {changes} may change")
