@@ -83,7 +83,7 @@ from ..layers.embedding import (
 )
 from ..layers.layernorm import LayerNormCache, layernorm_backward, layernorm_forward
 from ..layers.linear import LinearCache
-from ..layers.loss import cross_entropy
+from ..layers.loss import cross_entropy, log_softmax
 from ..layers.mssa import subspaces
 from .checks import check_crate_block, check_params, positive_int
 from .config import ModelConfig
@@ -268,7 +268,12 @@ def masked_token_loss(logits, targets, chosen):
     """``(loss, dlogits)``: cross-entropy of ``targets`` (B, T) under ``logits`` (B, T, V) on the ``chosen``
     positions only (a (B, T) bool mask), averaged over them; ``dlogits`` is zero elsewhere.
 
-    ``loss`` is a 0-d array of the logits' module (no transfer to the host).
+    With ``w = chosen / Σ chosen`` (M chosen positions) and ``p = softmax(logits)``::
+
+        loss = −Σ_{b,t} w_bt log p_bt[targets_bt],   dlogits = w (p − onehot(targets))
+
+    Written as a weighted sum over every position, it needs no host transfer: ``loss`` is a 0-d
+    array of the logits' module. An empty ``chosen`` gives a NaN loss (the training loop stops on it).
     """
     if targets.shape != logits.shape[:-1] or chosen.shape != logits.shape[:-1]:
         raise ValueError(f"targets and chosen must have shape {tuple(logits.shape[:-1])} (the logits' leading axes), "
@@ -276,15 +281,15 @@ def masked_token_loss(logits, targets, chosen):
     if chosen.dtype != bool:
         raise TypeError(f"chosen must be a bool mask, got dtype {chosen.dtype}")
     xp = array_module(logits)
-    where = xp.nonzero(chosen.reshape(-1))[0]  # (M,): the flat indices of the chosen positions
-    if where.size == 0:
-        raise ValueError("chosen must mark at least one position")
-    V = logits.shape[-1]
-    flat = logits.reshape(-1, V)
-    loss, dchosen = cross_entropy(flat[where], targets.reshape(-1)[where])  # mean over the M positions
-    dlogits = xp.zeros_like(flat)
-    dlogits[where] = dchosen  # forward: flat[where] was gathered, so the gradient scatters back
-    return loss, dlogits.reshape(logits.shape)
+    logp = log_softmax(logits)  # (B, T, V)
+    picked = xp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]  # (B, T): log p[target]
+    w = chosen.astype(logits.dtype)
+    w /= w.sum()  # (B, T): 1/M on the chosen positions, 0 elsewhere (in the logits' dtype)
+    loss = -(w * picked).sum()
+    dlogits = xp.exp(logp)  # softmax
+    dlogits -= targets[..., None] == xp.arange(logits.shape[-1])  # p − onehot(targets)
+    dlogits *= w[..., None]
+    return loss, dlogits
 
 
 def fill_masks(params: dict, cfg: Config, ids, mask_id: int, top_k: int = 5) -> list:

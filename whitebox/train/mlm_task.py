@@ -91,7 +91,7 @@ class MLMTask(LMTask):
         logits, cache = crate_lm.forward(params, inputs, self.cfg)  # b,T,V
         loss, dlogits = crate_lm.masked_token_loss(logits, tokens, chosen)
         grads = crate_lm.backward(dlogits, cache)
-        correct = (logits.argmax(axis=-1) == tokens)[chosen].mean()  # 0-d, on the device
+        correct = ((logits.argmax(axis=-1) == tokens) & chosen).sum() / chosen.sum()  # 0-d, on the device
         return loss, grads, {"loss": loss, "bpt": loss / math.log(2), "accuracy": correct, "n": len(tokens)}
 
     def evaluate(self, params: dict, part: tuple = (0, 1)) -> dict:
