@@ -153,6 +153,17 @@ def test_measure_a_token_model(mlm_run):
         measure_checkpoint(mlm_run, dataset="mnist", n_images=2)
 
 
+def test_bert_baseline_trains_and_is_measured_without_the_crate_checks(texts, tmp_path):
+    from whitebox.analysis.measure import measure_checkpoint
+
+    out = tmp_path / "bert"
+    assert main(["train", "--task", "mlm", "--model", "bert", *TINY_MLM, "--epochs", "1", "--out", str(out)]) == 0
+    run = load_run(out)
+    assert run.cfg.block == "transformer" and run.cfg.causal is False and run.config.model == "bert"
+    m = measure_checkpoint(out, n_images=4)
+    assert m.sweep == [] and m.lasso == [] and np.isfinite(m.results["whitebox"]["trained"].values["r"]).all()
+
+
 def test_folio_genres_and_held_out_passages(texts):
     from whitebox.data.plays import FIRST_FOLIO, GENRES, folio_plays, genre_passages, majority_accuracy
     from whitebox.data.text import CharTokenizer
