@@ -229,7 +229,8 @@ def _check_shares(config: RunConfig, task, comm: Communicator) -> None:
     if config.batch_size % comm.size:
         raise DistributedError(f"--batch-size {config.batch_size} (the global batch) does not split evenly over "
                                f"{comm.size} ranks; give a multiple of {comm.size}")
-    last = len(getattr(task, "train_images", ())) % config.batch_size  # the lm task has no partial batch
+    examples = task.train_labels if hasattr(task, "train_labels") else getattr(task, "train_images", ())
+    last = len(examples) % config.batch_size  # classification, genre and mae; the lm tasks have no partial batch
     if 0 < last < comm.size:
         raise DistributedError(f"the last batch of an epoch holds {last} example(s), fewer than the {comm.size} "
                                "ranks; change --train-limit or --batch-size")
