@@ -135,3 +135,28 @@ def test_fill_masks_ranks_the_model_s_own_probabilities(perturbed):
         crate_lm.fill_masks(params, BERT, ids, mask_id=6, top_k=0)
     with pytest.raises(ValueError, match="causal"):
         crate_lm.sample(params, BERT, [1], 3)
+
+
+def test_an_mlm_step_on_the_strict_device_waits_on_the_host_only_to_check_the_token_ids():
+    from strict_device import strict
+
+    from whitebox import backend
+    from whitebox.data.text import MASK, CharTokenizer
+    from whitebox.train.mlm_task import MLMTask
+    from whitebox.train.task import step_rng
+
+    tok = CharTokenizer.from_text("abcdefgh", (MASK,))
+    text = np.random.default_rng(0).integers(0, 8, 400)
+    cfg = BERT.replace(vocab_size=tok.vocab_size, block_size=12)
+    with backend.use_device_module(strict):
+        task = MLMTask(cfg, text, text[:200], tokenizer=tok, batch_size=4, steps_per_epoch=2, seed=0, xp=strict,
+                       eval_windows=4)
+        params = crate_lm.init(cfg, seed=1, dtype=np.float64, device="gpu")
+        with strict.counting() as counts:
+            loss, grads, metrics = task.loss_and_grads(params, next(iter(task.batches(0))), step_rng(0, 0, strict))
+        evaluation = task.evaluate(params)
+    assert all(site.startswith("whitebox/models/crate_lm.py") for site in counts.sync_sites), counts.sync_sites
+    assert counts.syncs <= 2  # check_tokens: the ids' minimum and maximum; masking, loss and metrics none
+    assert isinstance(loss, strict.ndarray) and loss.shape == () and math.isfinite(float(loss))
+    assert 0 <= float(metrics["accuracy"]) <= 1 and set(grads) == set(params)
+    assert evaluation["n"] == 4 * round(0.15 * 12) and math.isfinite(evaluation["bpc"])
