@@ -70,9 +70,10 @@ def resized_crops(images, top, left, h, w):
     rows = top[:, None] + (xp.arange(H, dtype=dtype) + 0.5) * (h[:, None] / H) - 0.5  # (B, H)
     cols = left[:, None] + (xp.arange(W, dtype=dtype) + 0.5) * (w[:, None] / W) - 0.5  # (B, W)
     rows, cols = xp.clip(rows, 0, H - 1), xp.clip(cols, 0, W - 1)
-    y0, x0 = xp.floor(rows).astype(xp.int64), xp.floor(cols).astype(xp.int64)  # (B, H), (B, W)
+    floor_rows, floor_cols = xp.floor(rows), xp.floor(cols)
+    a, b = (rows - floor_rows)[:, :, None, None], (cols - floor_cols)[:, None, :, None]  # (B, H, 1, 1), (B, 1, W, 1)
+    y0, x0 = floor_rows.astype(xp.int64), floor_cols.astype(xp.int64)  # (B, H), (B, W)
     y1, x1 = xp.minimum(y0 + 1, H - 1), xp.minimum(x0 + 1, W - 1)
-    a, b = (rows - y0)[:, :, None, None], (cols - x0)[:, None, :, None]  # (B, H, 1, 1), (B, 1, W, 1)
     pixels = images.transpose(0, 2, 3, 1)  # (B, H, W, C)
     batch = xp.arange(B)[:, None, None]
 

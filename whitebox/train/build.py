@@ -21,9 +21,15 @@ from ..optim import SGD, AdamW, Lion, decay_mask
 from ..schedules import warmup_cosine
 from ..weights import HEAD_NAMES
 from .classification import ClassificationTask
-from .config import RunConfig
+from ..blocks import dino_head
+from ..blocks.params import draw
+from ..models.common import BACKBONE_EXCLUDED
+from .config import SELF_SUPERVISED, ConfigError, RunConfig
+from .dino_task import DINOTask
 from .lm_task import LMTask
 from .mae_task import MAETask
+from .self_distillation import head_spec, ssl_shapes
+from .simdino_task import SimDINOTask
 
 NO_DECAY = {"mask_token"}  # CRATE-MAE's learned input, like the position embeddings
 
@@ -51,10 +57,30 @@ def make_schedule(config: RunConfig, steps_per_epoch: int):
     return partial(warmup_cosine, base_lr=config.lr, total_steps=total, warmup_steps=warmup, min_lr=config.min_lr)
 
 
+HEAD_STREAM = 1  # a self-supervised run draws its projection head from [seed, HEAD_STREAM]
+
+
+def _ssl_head(config: RunConfig):
+    """The projection head's spec of a self-supervised run (K prototypes for DINO, none for SimDINO)."""
+    return head_spec(config.model_cfg(), config.data, config.data["prototypes"] if config.task == "dino" else 0)
+
+
+def run_shapes(config: RunConfig) -> dict:
+    """name -> shape of a run's parameters: the model's, or for a self-supervised run the backbone and head."""
+    if config.task in SELF_SUPERVISED:
+        return ssl_shapes(config.model_cfg(), _ssl_head(config))
+    return config.model_module().shapes(config.model_cfg())
+
+
 def init_params(config: RunConfig, device: str) -> dict:
-    """Fresh parameters of the config's model, drawn from its seed, on ``device``."""
-    return config.model_module().init(config.model_cfg(), seed=config.seed, dtype=np.dtype(config.dtype).type,
-                                      device=device)
+    """Fresh parameters of the config's model, drawn from its seed, on ``device``; a self-supervised run's
+    backbone is the model's draw without the classifier's linear map, its head drawn from another stream."""
+    dtype = np.dtype(config.dtype).type
+    params = config.model_module().init(config.model_cfg(), seed=config.seed, dtype=dtype, device=device)
+    if config.task not in SELF_SUPERVISED:
+        return params
+    head = draw(dino_head.shapes(_ssl_head(config)), [config.seed, HEAD_STREAM], dtype=dtype, device=device)
+    return {**{k: v for k, v in params.items() if k not in BACKBONE_EXCLUDED}, **head}
 
 
 def _first(split, limit: int | None):
@@ -99,7 +125,24 @@ def build_lm(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: bool
     return task, config, {"tokenizer": tokenizer.to_json()}
 
 
-BUILDERS = {"classification": build_classification, "mae": build_mae, "lm": build_lm}
+def build_self_distillation(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: bool):
+    """DINO or SimDINO; without ``train`` the training split is still read up to the k-NN bank."""
+    train_split, test = _images(config, data_dir, True)
+    if not train:
+        train_split = tuple(a[:config.data["knn_bank"]] for a in train_split)
+    task_class = DINOTask if config.task == "dino" else SimDINOTask
+    try:
+        task = task_class(config.model_cfg(), train_split, test, dataset_info(config.dataset),
+                          flip=default_augmentation(config.dataset).flip, options=config.data,
+                          batch_size=config.batch_size, seed=config.seed, epochs=config.epochs,
+                          dtype=np.dtype(config.dtype).type, xp=xp, eval_batch_size=config.eval_batch_size)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return task, config, {}
+
+
+BUILDERS = {"classification": build_classification, "mae": build_mae, "lm": build_lm,
+            "dino": build_self_distillation, "simdino": build_self_distillation}
 
 
 def build_task(config: RunConfig, xp: ModuleType = np, *, data_dir=None, tokenizer: CharTokenizer | None = None,

@@ -1,6 +1,6 @@
 """The settings of a run: one preset table for every task, one :class:`RunConfig`.
 
-A run is a *task* (``classification``, ``mae``, ``lm``), a model, a preset (the recipe), then
+A run is a *task* (``classification``, ``mae``, ``lm``, ``dino``, ``simdino``), a model, a preset (the recipe), then
 the caller's overrides, then the dataset's facts (image size, channels, classes). The resolved
 :class:`RunConfig` is what ``config.json`` and every checkpoint hold; it alone rebuilds the
 model, the data, the optimiser and the schedule of a run (``whitebox train --resume``,
@@ -12,6 +12,8 @@ model, the data, the optimiser and the schedule of a run (``whitebox train --res
 ``fashion-mnist``       the Fashion-MNIST benchmark recipe (target >= 90% test accuracy)
 ``mnist-mae``           CRATE-MAE on MNIST: 7×7 patches of 4×4, width 64, 3 encoder + 3 decoder layers
 ``shakespeare-char``    causal CRATE on Shakespeare's characters: context 128, width 128, 4 layers
+``mnist-dino``          CRATE-DINO on MNIST: 2 global + 4 local views, head 256 → 64 → 256 prototypes
+``mnist-simdino``       SimDINO on MNIST: the same views and head without prototypes, γ = 1
 ======================  ====================================================================
 
 The classification recipes follow the published CRATE training (docs/reference.md §5: AdamW,
@@ -39,7 +41,8 @@ from ..data.catalog import check_dataset
 from ..models import crate_lm, crate_mae
 from ..models.registry import get_model
 
-TASKS = ("classification", "mae", "lm")
+TASKS = ("classification", "mae", "lm", "dino", "simdino")
+SELF_SUPERVISED = ("dino", "simdino")  # a classifier's backbone, trained without labels
 OPTIMIZERS = ("adamw", "lion", "sgd")
 DEFAULT_BETAS = {"adamw": (0.9, 0.999), "lion": (0.9, 0.99)}  # SGD: Nesterov momentum 0.9, no betas
 DTYPES = ("float32", "float64")
@@ -47,9 +50,15 @@ GENERATIVE_MODELS = {"crate-mae": crate_mae, "crate-lm": crate_lm}
 # the data options of each task, with their defaults (``--set KEY=VALUE`` may change them)
 DATA_OPTIONS = {"classification": {}, "mae": {},
                 "lm": {"val_fraction": 0.1, "steps_per_epoch": 500, "eval_windows": 256}}
+_SELF_DISTILLATION = {"local_views": 4, "hidden": 256, "bottleneck": 64, "momentum": 0.996,
+                      "knn_bank": 2000, "knn_k": 20, "knn_temperature": 0.07}  # train/self_distillation.py
+DATA_OPTIONS["dino"] = {**_SELF_DISTILLATION, "prototypes": 256, "student_temp": 0.1, "teacher_temp": 0.07,
+                        "warmup_teacher_temp": 0.04, "warmup_teacher_epochs": 3, "center_momentum": 0.9}
+DATA_OPTIONS["simdino"] = {**_SELF_DISTILLATION, "gamma": 1.0, "rate_eps": 0.5}
 # the fields of RunConfig that a task does not read (and that may not be given for it)
 UNUSED = {"classification": (), "mae": ("label_smoothing", "augment", "init_from"),
-          "lm": ("label_smoothing", "augment", "dataset", "train_limit", "test_limit", "eval_batch_size", "init_from")}
+          "lm": ("label_smoothing", "augment", "dataset", "train_limit", "test_limit", "eval_batch_size", "init_from"),
+          "dino": ("label_smoothing", "augment", "init_from"), "simdino": ("label_smoothing", "augment", "init_from")}
 DATASET_FIELDS = ("image_size", "channels", "num_classes")  # the model fields an image dataset fixes
 
 
@@ -112,8 +121,19 @@ PRESETS = {
         epochs=10, batch_size=32, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, warmup_epochs=0.2, min_lr=1e-4,
         clip_grad=1.0,
     ),
+    "mnist-dino": Preset(
+        "CRATE-DINO on MNIST: multi-crop, EMA teacher, centring and sharpening (AdamW, clip 3.0)", "dino", "crate",
+        "mnist", model=dict(patch_size=7, dim=96, depth=4, heads=4, dim_head=24),
+        epochs=10, batch_size=64, lr=5e-4, weight_decay=0.04, warmup_epochs=1, min_lr=1e-5, clip_grad=3.0,
+    ),
+    "mnist-simdino": Preset(
+        "SimDINO on MNIST: multi-crop, EMA teacher, coding-rate regulariser γ = 1 (AdamW, clip 3.0)", "simdino",
+        "crate", "mnist", model=dict(patch_size=7, dim=96, depth=4, heads=4, dim_head=24),
+        epochs=10, batch_size=64, lr=5e-4, weight_decay=0.04, warmup_epochs=1, min_lr=1e-5, clip_grad=3.0,
+    ),
 }
-DEFAULT_PRESETS = {"classification": "mnist-demo", "mae": "mnist-mae", "lm": "shakespeare-char"}
+DEFAULT_PRESETS = {"classification": "mnist-demo", "mae": "mnist-mae", "lm": "shakespeare-char",
+                   "dino": "mnist-dino", "simdino": "mnist-simdino"}
 
 
 def get_preset(name: str) -> Preset:
@@ -123,7 +143,7 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-DEFAULT_MODEL = {"classification": "crate", "mae": "crate-mae", "lm": "crate-lm"}
+DEFAULT_MODEL = {"classification": "crate", "mae": "crate-mae", "lm": "crate-lm", "dino": "crate", "simdino": "crate"}
 
 
 def model_module(name: str) -> ModuleType:
@@ -236,7 +256,8 @@ def resolve_config(model: str | None = None, preset: str | None = None, *, task:
         raise ConfigError(f"preset {preset!r} is a {recipe.task} preset, not a {task} one; choose one of {names}")
     model = model or recipe.model_name
     module = model_module(model)
-    learns_task = model not in GENERATIVE_MODELS if task == "classification" else model == DEFAULT_MODEL[task]
+    learns_task = model not in GENERATIVE_MODELS if task in ("classification", *SELF_SUPERVISED) \
+        else model == DEFAULT_MODEL[task]
     if not learns_task:
         raise ConfigError(f"model {model!r} does not learn the {task} task")
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -271,7 +292,7 @@ def resolve_config(model: str | None = None, preset: str | None = None, *, task:
         settings.update(label_smoothing=0.0, augment=False)
     else:
         dataset = check_dataset(dataset or recipe.dataset)
-        if task == "mae":
+        if task in ("mae", *SELF_SUPERVISED):
             settings.update(label_smoothing=0.0, augment=False)
     model_config = _model_config(model, module, task, dataset, {**recipe.model, **model_overrides})
     return RunConfig(task=task, model=model, preset=preset, dataset=dataset, model_config=model_config,
@@ -310,7 +331,7 @@ def _model_config(model: str, module: ModuleType, task: str, dataset: str | None
     else:
         info = dataset_info(dataset)
         shape = dict(image_size=info.image_size, channels=info.channels)
-        if task == "classification":
+        if task in ("classification", *SELF_SUPERVISED):  # k-NN and the linear probe need the classes
             shape["num_classes"] = info.num_classes
         clashes = sorted(k for k in shape if k in fields and fields[k] != shape[k])
         if clashes:

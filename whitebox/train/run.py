@@ -13,7 +13,8 @@ run folder (:class:`whitebox.io.RunPaths`).
 * A run with ``init_from`` (fine-tuning) starts from the parameters of a weights file
   (:func:`whitebox.weights.finetuning_params_from_file`) or of another run
   (:func:`whitebox.weights.params_for_finetuning`): backbone kept, head re-initialised from the
-  run's seed, positions interpolated to the new image size. The file is read only when the run
+  run's seed, positions interpolated to the new image size. The run may be a classifier's or a
+  self-supervised one (DINO, SimDINO), whose backbone is the same model's without a classifier. The file is read only when the run
   starts; ``resume_run`` continues from the run's own checkpoint.
 * :func:`evaluate_weights` evaluates a weights file that was not trained here.
 """
@@ -36,11 +37,12 @@ from .. import __version__
 from ..backend import array_module, get_xp, resolve_device
 from ..data.text import CharTokenizer
 from ..distributed import SINGLE, Communicator, DistributedError, broadcast_tree
+from ..models.common import BACKBONE_EXCLUDED, backbone_shapes
 from ..io import CHECKPOINT_NAME, RunPaths, atomic_write_text, remove_stale_temporaries
 from ..weights import finetuning_params_from_file, load_model_weights, params_for_finetuning
-from .build import build_task, init_params, make_optimizer, make_schedule, trained_names
+from .build import build_task, init_params, make_optimizer, make_schedule, run_shapes, trained_names
 from .checkpoint import Checkpoint, CheckpointError, NoCheckpointError, load_checkpoint
-from .config import ConfigError, RunConfig
+from .config import SELF_SUPERVISED, ConfigError, RunConfig
 from .loop import fit, say, trained_params
 from .metrics import read_metrics
 from .state import TrainState, restore_state
@@ -124,10 +126,12 @@ def starting_params(config: RunConfig, device: str) -> dict:
         return _fitted_weights(path, lambda: finetuning_params_from_file(path, cfg, config.seed, dtype=dtype,
                                                                          device=device))
     run = load_run(path, device="cpu")
-    if run.config.task != "classification":
+    if run.config.task not in ("classification", *SELF_SUPERVISED):
         raise ConfigError(f"init_from {path}: a {run.config.task} run has no classifier to fine-tune")
-    params = _fitted_weights(run.path, lambda: params_for_finetuning(run.params, run.cfg, cfg, config.seed,
-                                                                             device="cpu"))
+    backbone = {name: run.params[name] for name in backbone_shapes(run.cfg)}  # a DINO run: no classifier, a projection head
+    placeholder = run.model.init(run.cfg, seed=config.seed, dtype=backbone["head_norm.weight"].dtype)  # replaced below
+    old = {**{name: placeholder[name] for name in BACKBONE_EXCLUDED}, **backbone}
+    params = _fitted_weights(run.path, lambda: params_for_finetuning(old, run.cfg, cfg, config.seed, device="cpu"))
     xp = get_xp(device)
     return {name: xp.asarray(value, dtype=dtype) for name, value in params.items()}
 
@@ -213,6 +217,8 @@ def resume_run(out, *, device: str | None = None, data_dir=None, max_steps: int 
         _check_fits(config, checkpoint.params, paths.checkpoint)
         optimizer = make_optimizer(config, trained_params(checkpoint.params, trained_names(config)))
         state = restore_state(checkpoint, optimizer, xp, np.dtype(config.dtype).type)
+        if hasattr(task, "load_state"):
+            task.load_state(checkpoint.task)
         if comm.is_root:
             remove_stale_temporaries(paths.out, [p.name for p in paths.files()])
     comm.agree(config.to_json() + json.dumps(checkpoint.meta["step"]), "the checkpoint they read")
@@ -312,7 +318,7 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 def _check_fits(config: RunConfig, params: dict, path) -> None:
     """:class:`CheckpointError` unless ``params`` are exactly the names and shapes of the config's model."""
-    expected = config.model_module().shapes(config.model_cfg())
+    expected = run_shapes(config)
     missing, extra = sorted(set(expected) - set(params)), sorted(set(params) - set(expected))
     wrong = [f"{k} {tuple(params[k].shape)} (expected {tuple(expected[k])})" for k in expected
              if k in params and tuple(params[k].shape) != tuple(expected[k])]
