@@ -30,7 +30,8 @@ from .common import (PROG, CommandError, UsageError, add_device_argument, comman
 from .weights import FORMATS, PRESET_RULE, add_model_arguments, eval_config
 
 INTERRUPTED = 130  # the shell's status for a process stopped by SIGINT
-TASK_SPELLINGS = {"classification": "classification", "classify": "classification", "mae": "mae", "lm": "lm"}
+TASK_SPELLINGS = {"classification": "classification", "classify": "classification", "mae": "mae", "lm": "lm",
+                  "dino": "dino", "simdino": "simdino"}
 
 TRAIN_DESCRIPTION = """\
 Train a white-box transformer, with a progress bar, an evaluation on the held-out split after
@@ -81,7 +82,7 @@ def _flag(name: str) -> str:
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     what = p.add_argument_group("what to train")
     what.add_argument("--task", choices=tuple(TASK_SPELLINGS),
-                      help="classification (default; also 'classify'), mae or lm (default: the preset's)")
+                      help="classification (default; also 'classify'), mae, lm, dino or simdino (default: the preset's)")
     what.add_argument("--model", choices=model_names(),
                       help="the model (default: the preset's); vit: the ViT baseline of a classifier, gpt: the "
                            "GPT baseline of --task lm")
