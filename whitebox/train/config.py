@@ -12,8 +12,9 @@ model, the data, the optimiser and the schedule of a run (``whitebox train --res
 ``fashion-mnist``       the Fashion-MNIST benchmark recipe (target >= 90% test accuracy)
 ``mnist-mae``           CRATE-MAE on MNIST: 7×7 patches of 4×4, width 64, 3 encoder + 3 decoder layers
 ``shakespeare-char``    causal CRATE on Shakespeare's characters: context 128, width 128, 4 layers
-``mnist-dino``          CRATE-DINO on MNIST: 2 global + 4 local views, head 256 → 64 → 256 prototypes
-``mnist-simdino``       SimDINO on MNIST: the same views and head without prototypes, γ = 1
+``mnist-dino``          CRATE-DINO on MNIST: mnist-demo's model (so ``--init-from RUN --linear-probe`` fits),
+                        2 global + 4 local views, head 256 → 64 → 256 prototypes
+``mnist-simdino``       SimDINO on MNIST: the same model, views and head without prototypes, γ = 1
 ======================  ====================================================================
 
 The classification recipes follow the published CRATE training (docs/reference.md §5: AdamW,
@@ -123,12 +124,12 @@ PRESETS = {
     ),
     "mnist-dino": Preset(
         "CRATE-DINO on MNIST: multi-crop, EMA teacher, centring and sharpening (AdamW, clip 3.0)", "dino", "crate",
-        "mnist", model=dict(patch_size=7, dim=96, depth=4, heads=4, dim_head=24),
+        "mnist", model=dict(patch_size=7, dim=96, depth=6, heads=4, dim_head=24),
         epochs=10, batch_size=64, lr=5e-4, weight_decay=0.04, warmup_epochs=1, min_lr=1e-5, clip_grad=3.0,
     ),
     "mnist-simdino": Preset(
         "SimDINO on MNIST: multi-crop, EMA teacher, coding-rate regulariser γ = 1 (AdamW, clip 3.0)", "simdino",
-        "crate", "mnist", model=dict(patch_size=7, dim=96, depth=4, heads=4, dim_head=24),
+        "crate", "mnist", model=dict(patch_size=7, dim=96, depth=6, heads=4, dim_head=24),
         epochs=10, batch_size=64, lr=5e-4, weight_decay=0.04, warmup_epochs=1, min_lr=1e-5, clip_grad=3.0,
     ),
 }
