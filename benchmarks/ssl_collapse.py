@@ -7,8 +7,10 @@ the same seed and budget, with ``gamma = 0`` (the student–teacher distance alo
 backbone features ``h`` (what k-NN and a linear probe read) and the head's projections ``z`` (what
 the loss sees):
 
-* the coding rate ``R_ε`` (ε = 0.5) of the ℓ2-normalised vectors: 0 when every image maps to one point;
-* the numerical rank: singular values of the centred vectors above 1e-3 of the largest;
+* the coding rate ``R_ε`` (ε = 0.5) of the ℓ2-normalised vectors, against its value when every image
+  maps to one point, ``½ log(1 + d/ε²)`` (one direction's worth: ``ZᵀZ = N c cᵀ``);
+* the number of directions: singular values of the ℓ2-normalised vectors above 1% of the largest
+  (1 at the collapse);
 * the weighted k-NN accuracy (k = 20, T = 0.07) against the first ``--bank`` training images
   (chance: 10%).
 
@@ -43,6 +45,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -59,10 +62,13 @@ from whitebox.train import load_run, resolve_config, start_run  # noqa: E402
 from whitebox.train.self_distillation import image_features, knn_predict  # noqa: E402
 
 
-def numerical_rank(X, rtol: float = 1e-3) -> int:
-    """Singular values of the centred rows of ``X`` above ``rtol`` times the largest."""
-    s = np.linalg.svd(X - X.mean(axis=0), compute_uv=False)
-    return int((s > rtol * s[0]).sum()) if s[0] > 0 else 0
+EPS = 0.5
+
+
+def directions(Z, rtol: float = 1e-2) -> int:
+    """Singular values of the unit rows ``Z`` above ``rtol`` times the largest."""
+    s = np.linalg.svd(Z, compute_uv=False)
+    return int((s > rtol * s[0]).sum())
 
 
 def measure(run, train, test, bank: int) -> dict:
@@ -74,8 +80,10 @@ def measure(run, train, test, bank: int) -> dict:
     accuracy = float((knn_predict(h_bank, train[1][:bank], h, 10) == test[1]).mean())
     out = {"knn_accuracy": accuracy}
     for name, X in (("features", h), ("projections", z)):
-        out[f"{name}_rate"] = float(coding_rate(l2_normalize_forward(X)[0], 0.5))
-        out[f"{name}_rank"] = numerical_rank(np.asarray(X, dtype=np.float64))
+        Z = l2_normalize_forward(np.asarray(X, dtype=np.float64))[0]
+        out[f"{name}_rate"] = float(coding_rate(Z, EPS))
+        out[f"{name}_one_point_rate"] = 0.5 * math.log1p(Z.shape[1] / EPS**2)
+        out[f"{name}_rank"] = directions(Z)
     out["width"] = {"features": h.shape[1], "projections": z.shape[1]}
     return out
 
@@ -120,7 +128,9 @@ def main(argv=None) -> int:
     if args.format == "json":
         print(json.dumps(summary, indent=2))
         return 0
-    print("| SimDINO | k-NN accuracy | R(h) | rank h | R(z) | rank z | training time |")
+    one = next(iter(rows.values()))
+    print(f"| SimDINO | k-NN accuracy | R(h) (one point: {one['features_one_point_rate']:.3f}) | directions of h | "
+          f"R(z) (one point: {one['projections_one_point_rate']:.3f}) | directions of z | training time |")
     print("|---|---|---|---|---|---|---|")
     for g, r in rows.items():
         print(f"| γ = {g:g} | {r['knn_accuracy']:.1%} | {r['features_rate']:.3f} | {r['features_rank']} / "

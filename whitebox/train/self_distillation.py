@@ -20,7 +20,8 @@ its ``head.weight/bias``, :func:`whitebox.models.common.backbone_shapes`) and ``
 Evaluation, each epoch, on the test split: the objective on fixed views (seeded by the run's
 seed), the weighted k-NN accuracy of the student's backbone features against a bank of the first
 ``knn_bank`` training images (:func:`knn_predict`), and the coding rate of the test features
-(ℓ2-normalised), which falls to 0 when the features collapse to one point.
+(ℓ2-normalised), which falls to ½ log(1 + d/ε²), one direction's worth, when the features
+collapse to one point.
 Data parallelism is not supported (the centre and the k-NN bank would need all-reduces).
 """
 
