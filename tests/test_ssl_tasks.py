@@ -134,3 +134,29 @@ def test_the_self_supervised_tasks_refuse_classifier_only_settings():
         resolve_config(task="dino", label_smoothing=0.2)
     with pytest.raises(ConfigError, match="does not learn"):
         resolve_config("crate-mae", task="simdino")
+
+
+@pytest.mark.parametrize("task", ["dino", "simdino"])
+def test_a_step_runs_on_the_strict_device_without_a_sync_of_its_own_and_evaluates(task, monkeypatch):
+    from strict_device import strict
+
+    from whitebox import backend
+    from whitebox.train.build import build_task, init_params
+    from whitebox.train.task import step_rng
+
+    monkeypatch.setattr(backend, "_device_module", None)
+    with backend.use_device_module(strict):
+        t, config, _ = build_task(tiny(task, dtype="float32"), strict)
+        params = init_params(config, "gpu")
+        batch = next(t.batches(0))
+        with strict.counting() as c:
+            loss, grads, metrics = t.loss_and_grads(params, batch, step_rng(0, 0, strict))
+            t.after_update(params, 1)
+        if task == "dino":
+            assert c.syncs == 0, c
+        else:  # only whitebox.rate's own: its input check and its power-of-two scaling, per call (2 rates, 2 gradients)
+            assert {site.split(":")[0] for site in c.sites()} <= {"whitebox/validate.py", "whitebox/rate.py"}, c
+            assert c.syncs <= 3 * 4, c
+        assert set(grads) == set(params) and all(isinstance(g, strict.ndarray) for g in grads.values())
+        assert isinstance(loss, strict.ndarray) and loss.shape == ()
+        assert set(t.evaluate(params)) == {"loss", "knn_accuracy", "feature_rate", "n"}

@@ -52,12 +52,14 @@ def cosine_momentum(step: int, total: int, base: float) -> float:
     return 1.0 - (1.0 - base) * (math.cos(math.pi * step / max(total, 1)) + 1.0) / 2.0
 
 
-def knn_predict(bank, bank_labels, queries, num_classes: int, k: int = 20, temperature: float = 0.07):
+def knn_predict(bank, bank_labels, queries, num_classes: int, k: int = 20, temperature: float = 0.07,
+                chunk: int = 1024):
     """Weighted k-NN classes of ``queries`` (M, d) against ``bank`` (N, d) with labels (N,) (Wu et al. 2018, as DINO).
 
     Features are compared by cosine similarity ``s``; each of the ``k`` nearest bank entries votes for
-    its class with weight ``exp(s / temperature)``; the class with the largest total wins. Returns (M,)
-    integer classes on the queries' backend.
+    its class with weight ``exp(s / temperature)``; the class with the largest total wins. Queries go
+    ``chunk`` at a time (a (chunk, N) similarity matrix). Returns (M,) integer classes on the queries'
+    backend.
     """
     xp = array_module(queries)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -69,13 +71,16 @@ def knn_predict(bank, bank_labels, queries, num_classes: int, k: int = 20, tempe
     k = min(k, bank.shape[0])
     bank, _ = l2_normalize_forward(bank)  # (N, d)
     queries, _ = l2_normalize_forward(queries)  # (M, d)
-    similarity = queries @ bank.T  # (M, N)
-    nearest = xp.argpartition(-similarity, k - 1, axis=1)[:, :k]  # (M, k), in no order
-    weights = xp.exp(xp.take_along_axis(similarity, nearest, axis=1) / temperature)  # (M, k)
-    labels = bank_labels[nearest]  # (M, k)
-    onehot = labels[..., None] == xp.arange(num_classes)  # (M, k, classes)
-    votes = xp.einsum("mk,mkc->mc", weights, onehot.astype(weights.dtype))  # (M, classes)
-    return votes.argmax(axis=1)
+    classes = xp.arange(num_classes)
+    out = []
+    for lo in range(0, queries.shape[0], chunk):
+        similarity = queries[lo:lo + chunk] @ bank.T  # (m, N)
+        nearest = xp.argsort(-similarity, axis=1)[:, :k]  # (m, k)
+        weights = xp.exp(xp.take_along_axis(similarity, nearest, axis=1) / temperature)  # (m, k)
+        onehot = bank_labels[nearest][..., None] == classes  # (m, k, classes)
+        votes = xp.einsum("mk,mkc->mc", weights, onehot.astype(weights.dtype))  # (m, classes)
+        out.append(votes.argmax(axis=1))
+    return xp.concatenate(out) if out else xp.zeros(0, dtype=xp.int64)
 
 
 def image_features(params: dict, images, cfg, info: DatasetInfo, dtype, batch_size: int):
