@@ -228,7 +228,8 @@ def _figures(r: dict, prefix: str) -> str:
     if prefix + "accuracy" in r:
         return f"accuracy {r[prefix + 'accuracy']:.2%} (loss {r[prefix + 'loss']:.4f})"
     bpc = f", {r[prefix + 'bpc']:.3f} bits per character" if prefix + "bpc" in r else ""
-    return f"loss {r[prefix + 'loss']:.4f}{bpc}"
+    knn = f", k-NN accuracy {r[prefix + 'knn_accuracy']:.2%}" if prefix + "knn_accuracy" in r else ""
+    return f"loss {r[prefix + 'loss']:.4f}{bpc}{knn}"
 
 
 def training_summary(result) -> str:

@@ -126,10 +126,9 @@ def build_lm(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: bool
 
 
 def build_self_distillation(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: bool):
-    """DINO or SimDINO; without ``train`` the training split is still read up to the k-NN bank."""
+    """DINO or SimDINO; the training split is read also without ``train``: it holds the k-NN bank and fixes
+    the steps per epoch, hence the teacher's temperature at a step."""
     train_split, test = _images(config, data_dir, True)
-    if not train:
-        train_split = tuple(a[:config.data["knn_bank"]] for a in train_split)
     task_class = DINOTask if config.task == "dino" else SimDINOTask
     try:
         task = task_class(config.model_cfg(), train_split, test, dataset_info(config.dataset),

@@ -125,12 +125,12 @@ PRESETS = {
     "mnist-dino": Preset(
         "CRATE-DINO on MNIST: multi-crop, EMA teacher, centring and sharpening (AdamW, clip 3.0)", "dino", "crate",
         "mnist", model=dict(patch_size=7, dim=96, depth=6, heads=4, dim_head=24),
-        epochs=10, batch_size=64, lr=5e-4, weight_decay=0.04, warmup_epochs=1, min_lr=1e-5, clip_grad=3.0,
+        epochs=3, batch_size=64, lr=5e-4, weight_decay=0.04, warmup_epochs=0.5, min_lr=1e-5, clip_grad=3.0,
     ),
     "mnist-simdino": Preset(
         "SimDINO on MNIST: multi-crop, EMA teacher, coding-rate regulariser γ = 1 (AdamW, clip 3.0)", "simdino",
         "crate", "mnist", model=dict(patch_size=7, dim=96, depth=6, heads=4, dim_head=24),
-        epochs=10, batch_size=64, lr=5e-4, weight_decay=0.04, warmup_epochs=1, min_lr=1e-5, clip_grad=3.0,
+        epochs=3, batch_size=64, lr=5e-4, weight_decay=0.04, warmup_epochs=0.5, min_lr=1e-5, clip_grad=3.0,
     ),
 }
 DEFAULT_PRESETS = {"classification": "mnist-demo", "mae": "mnist-mae", "lm": "shakespeare-char",

@@ -357,6 +357,8 @@ def evaluate_checkpoint(path, *, device: str | None = None, data_dir=None, eval_
         config = dataclasses.replace(config, eval_batch_size=eval_batch_size)
     task, config, _ = build_task(config, array_module(*run.params.values()), data_dir=data_dir, tokenizer=run.tokenizer(),
                                  train=False)
+    if hasattr(task, "load_state"):  # DINO's teacher and centre, as when the run evaluated this step
+        task.load_state(load_checkpoint(run.path).task)
     return {**task.evaluate(run.params), "step": run.step, "config": config, "path": run.path}
 
 
