@@ -12,7 +12,7 @@ from whitebox.cli import main
 from whitebox.data import DatasetNotFoundError, load_dataset
 from whitebox.gradcheck import grad_errors
 from whitebox.analysis.knn import knn_checkpoint
-from whitebox.train import load_run, resolve_config, resume_run, start_run
+from whitebox.train import evaluate_checkpoint, load_run, resolve_config, resume_run, start_run
 from whitebox.train.checkpoint import load_checkpoint
 from whitebox.train.config import ConfigError
 
@@ -91,6 +91,9 @@ def test_stop_and_resume_equals_the_uninterrupted_run(task, tmp_path):
     assert not np.array_equal(whole.task["teacher/head_norm.weight"], whole.params["head_norm.weight"])
     records = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
     assert {"test_knn_accuracy", "test_feature_rate", "test_loss"} <= set(records[-1])
+    again = evaluate_checkpoint(tmp_path / "whole")  # the teacher and centre restored: the logged figures
+    for key in ("loss", "knn_accuracy", "feature_rate"):
+        assert again[key] == pytest.approx(records[-1]["test_" + key], rel=1e-6), key
 
 
 def test_a_dino_run_is_probed_linearly_and_by_knn(tmp_path, capsys):

@@ -233,6 +233,8 @@ def epoch_summary(record: dict, epochs: int) -> str:
         parts = [f"loss {record[prefix + 'loss']:.4f}"] if prefix + "loss" in record else []
         if prefix + "accuracy" in record:
             parts.append(f"acc {record[prefix + 'accuracy']:.2%}")
+        if prefix + "knn_accuracy" in record:
+            parts.append(f"k-NN {record[prefix + 'knn_accuracy']:.2%}")
         return " ".join(parts)
 
     return (f"epoch {record['epoch']}/{epochs}  train {pair('train_')}  test {pair('test_')}  "
