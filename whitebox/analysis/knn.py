@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
-
 from ..backend import array_module, resolve_device, to_device
 from ..data import dataset_info, load_dataset
 from ..models import crate_mae

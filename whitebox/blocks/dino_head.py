@@ -49,8 +49,8 @@ def shapes(spec: DinoHeadSpec) -> dict:
 
 
 class DinoHeadCache(NamedTuple):
-    linears: tuple  # three LinearCache
-    gelus: tuple  # two GeluCache
+    linears: tuple[LinearCache, ...]  # the three linear maps
+    gelus: tuple[GeluCache, ...]  # the two GELUs
     sphere: L2NormCache  # the normalisation of the bottleneck
     prototypes: WeightNormCache | None  # None without prototypes
 
