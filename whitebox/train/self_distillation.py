@@ -35,6 +35,7 @@ import numpy as np
 from ..backend import array_module, default_rng, to_device
 from ..blocks import dino_head
 from ..blocks.dino_head import DinoHeadSpec
+from ..distributed import DistributedError
 from ..data import DatasetInfo, epoch_order, normalize, num_batches
 from ..data.multicrop import MultiCrop, multicrop
 from ..layers.l2norm import l2_normalize_forward
@@ -174,7 +175,8 @@ class SelfDistillationTask:
 
     def loss_and_grads(self, params: dict, batch, step_rng, part: tuple = (0, 1)):
         if part[1] != 1:
-            raise ValueError("self-distillation trains on one rank (its centre and k-NN bank are not all-reduced)")
+            raise DistributedError("self-distillation trains on one rank (its centre and k-NN bank are not all-reduced); "
+                                   "run it without --distributed")
         if self.teacher is None:  # a fresh run: the teacher starts as the student (DINO)
             self.teacher = {name: value.copy() for name, value in params.items()}
         images = to_device(batch, self.xp)
