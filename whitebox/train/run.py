@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 import zipfile
@@ -245,7 +246,7 @@ def _train(config, task, extra, optimizer, state, paths, device, saved_step, beg
     title = f"{config.model} ({config.preset})" + (f" on {config.dataset}" if config.dataset else "")
     meta = {"task": config.task, "config": config.to_dict(), "device": device, **extra, "title": title,
             "ranks": comm.size, "backend": comm.backend}
-    num_params = config.model_module().num_params(config.model_cfg())
+    num_params = count_params(config)
     broadcast_tree(comm, state.params)  # every rank starts from rank 0's parameters
     quiet = quiet or not comm.is_root
     if not quiet:
@@ -265,6 +266,11 @@ def _train(config, task, extra, optimizer, state, paths, device, saved_step, beg
                      records[-1] if records else None, num_params, time.perf_counter() - began, state.train_time)
 
 
+def count_params(config: RunConfig) -> int:
+    """The number of scalar parameters a run of ``config`` trains and saves (:func:`run_shapes`)."""
+    return int(sum(math.prod(shape) for shape in run_shapes(config).values()))
+
+
 def _described(config: RunConfig, task, device: str) -> dict:
     """config.json: the config, and facts derived from it (for the reader; not read back)."""
     steps = task.steps_per_epoch
@@ -273,7 +279,7 @@ def _described(config: RunConfig, task, device: str) -> dict:
     return {
         **config.to_dict(),
         "derived": {
-            "num_params": config.model_module().num_params(config.model_cfg()), **sizes,
+            "num_params": count_params(config), **sizes,
             "steps_per_epoch": steps, "total_steps": config.epochs * steps,
             "warmup_steps": make_schedule(config, steps).keywords["warmup_steps"],
             "device": device, "whitebox": __version__, "numpy": np.__version__,
