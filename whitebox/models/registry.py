@@ -33,7 +33,7 @@ MODULES = {
 # name -> (base model, the Config fields the name fixes); add a row for a new variant
 VARIANTS = {
     "vit": ("crate", {"block": "transformer"}),  # the ViT baseline: CRATE's embedding and head, transformer blocks
-    "gpt": ("crate-lm", {"block": "transformer"}),  # the GPT baseline: causal CRATE's embeddings and tied head
+    "gpt": ("crate-lm", {"block": "transformer", "causal": True}),  # the GPT baseline: causal CRATE's embeddings and tied head
     "crate-bert": ("crate-lm", {"causal": False}),  # CRATE-BERT: the bidirectional token model (--task mlm)
     "bert": ("crate-lm", {"causal": False, "block": "transformer"}),  # the BERT baseline
 }
