@@ -23,6 +23,7 @@ import numpy as np
 from ..backend import array_module, to_device
 from ..data import Augmentation, DatasetInfo, augment, batches, normalize, num_batches
 from ..layers.loss import cross_entropy
+from ..validate import check_class_labels
 from .task import means, share
 
 
@@ -62,6 +63,7 @@ class ClassificationTask:
                        seed=self.seed, epoch=epoch, start_batch=start)
 
     def loss_and_grads(self, params: dict, batch, step_rng, part: tuple = (0, 1)):
+        check_class_labels("labels", batch[1], len(batch[1]), self.cfg.num_classes)  # on the host batch, once
         images, labels = (to_device(a, self.xp) for a in batch)  # B,C,H,W uint8 and B
         if self.augmentation is not None:
             images = augment(images, self.augmentation, step_rng)  # drawn for the whole batch
