@@ -5,6 +5,8 @@ so a run makes at most one per ``log_every`` steps (the loop's sync point); and 
 step launches the same number of kernels whatever the number of parameters.
 """
 
+import os
+
 import numpy as np
 import pytest
 from strict_device import strict
@@ -84,3 +86,26 @@ def fused_launches(optimizer, n_params: int) -> int:
 def test_a_fused_step_launches_as_many_kernels_for_3_as_for_40_parameters(optimizer):
     few, many = fused_launches(optimizer, 3), fused_launches(optimizer, 40)
     assert few == many and few > 0
+
+
+def test_tf32_is_refused_on_the_cpu_with_one_line(tmp_path, capsys):
+    from whitebox.cli import main
+
+    code = main(["train", "--tf32", "--device", "cpu", "--epochs", "1", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code != 0 and "--tf32" in err and "--device gpu" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_tf32_sets_cupys_matmul_mode_and_leaves_numpy_alone(monkeypatch):
+    from whitebox.backend import TF32_ENV, use_tf32
+    from whitebox.train import resolve_config
+
+    monkeypatch.delenv(TF32_ENV, raising=False)
+    use_tf32(np, True)
+    assert TF32_ENV not in os.environ
+    use_tf32(strict, True)
+    assert os.environ[TF32_ENV] == "1"
+    use_tf32(strict, False)
+    assert os.environ[TF32_ENV] == "0"
+    assert resolve_config(tf32=True).tf32 and not resolve_config().tf32

@@ -15,6 +15,7 @@ from types import ModuleType
 
 import numpy as np
 
+from ..backend import use_tf32
 from ..data import dataset_info, default_augmentation, load_dataset
 from ..data.text import CharTokenizer, load_shakespeare, split_text
 from ..optim import SGD, AdamW, Lion, decay_mask
@@ -104,5 +105,7 @@ BUILDERS = {"classification": build_classification, "mae": build_mae, "lm": buil
 
 def build_task(config: RunConfig, xp: ModuleType = np, *, data_dir=None, tokenizer: CharTokenizer | None = None,
                train: bool = True):
-    """``(task, config, meta)`` of the config (module doc); ``train=False`` skips the training images."""
+    """``(task, config, meta)`` of the config (module doc); ``train=False`` skips the training images.
+    Sets the config's matmul mode on ``xp`` (``config.tf32``, :func:`whitebox.backend.use_tf32`)."""
+    use_tf32(xp, config.tf32)
     return BUILDERS[config.task](config, xp, data_dir, tokenizer, train)
