@@ -12,6 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from strict_device import strict
+
+from whitebox.backend import to_host, use_device_module
 from whitebox.flat import FlatTree, flat_assign, flat_copy, flat_zeros, layout_of
 from whitebox.optim import SGD, AdamW, Lion, clip_grads
 
@@ -92,22 +95,26 @@ def test_the_fused_step_equals_the_per_parameter_rules(shapes, seed, kind, dtype
             np.testing.assert_allclose(state[slot][k], ref_slots[k][slot], rtol=rtol, atol=rtol * scale)
 
 
+@pytest.mark.parametrize("xp", [np, strict], ids=["host", "device"])
 @pytest.mark.parametrize("kind", sorted(OPTIMISERS))
-def test_a_vetoed_step_keeps_every_bit_even_with_nan_gradients(kind):
+def test_a_vetoed_step_keeps_every_bit_even_with_nan_gradients(kind, xp):
     rng = np.random.default_rng(1)
-    params = {"w": rng.standard_normal((3, 4)), "b": rng.standard_normal(4)}
+    host = lambda shape, fill=None: np.full(shape, fill) if fill is not None else rng.standard_normal(shape)  # noqa: E731
+    tree = lambda **arrays: flat_copy({k: xp.asarray(v) for k, v in arrays.items()})  # noqa: E731
     opt = OPTIMISERS[kind](None)
-    flat, state = flat_copy(params), opt.init(params)
-    opt.update(flat, flat_copy({k: rng.standard_normal(v.shape) for k, v in params.items()}), state, 0.1)
-    before = [b.copy() for b in flat.buffers], {s: [b.copy() for b in state[s].buffers] for s in opt.slots}
-    bad = flat_copy({"w": np.full((3, 4), np.nan), "b": np.full(4, np.inf)})
-    opt.update(flat, bad, state, 0.1, ok=np.asarray(False))
-    assert all(np.array_equal(a, b) for a, b in zip(flat.buffers, before[0]))
-    for slot in opt.slots:
-        assert all(np.array_equal(a, b) for a, b in zip(state[slot].buffers, before[1][slot]))
-    with np.errstate(invalid="ignore"):
-        opt.update(flat, bad, state, 0.1, ok=np.asarray(True))  # not vetoed: the NaN goes through
-    assert not np.isfinite(flat.buffers[0]).all()
+    with use_device_module(strict):
+        flat = tree(w=host((3, 4)), b=host(4))
+        state = opt.init(flat)
+        opt.update(flat, tree(w=host((3, 4)), b=host(4)), state, 0.1, ok=xp.asarray(True))
+        before = [to_host(b) for b in flat.buffers], {s: [to_host(b) for b in state[s].buffers] for s in opt.slots}
+        bad = tree(w=host((3, 4), np.nan), b=host(4, np.inf))
+        opt.update(flat, bad, state, 0.1, ok=xp.asarray(False))
+        assert all(np.array_equal(to_host(a), b) for a, b in zip(flat.buffers, before[0]))
+        for slot in opt.slots:
+            assert all(np.array_equal(to_host(a), b) for a, b in zip(state[slot].buffers, before[1][slot]))
+        with np.errstate(invalid="ignore"):
+            opt.update(flat, bad, state, 0.1, ok=xp.asarray(True))  # not vetoed: the NaN goes through
+        assert not np.isfinite(to_host(flat.buffers[0])).all()
 
 
 def test_views_share_one_buffer_per_dtype_in_key_order():

@@ -34,7 +34,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from .backend import array_module, to_host, tree_to_host
+from .backend import array_module, is_device_array, to_host, tree_to_host
 from .flat import FlatTree, flat_copy, flat_to, flat_zeros, is_flat, layout_of
 from .validate import check_array, check_positive
 
@@ -222,16 +222,21 @@ class Optimizer:
         ``ok`` (a 0-d boolean array, or None for "yes") vetoes the step on the device: where it is
         False, the gradients are read as zeros and every coefficient takes its "no change" value, so
         the parameters and slots keep their bits (only the host counter ``state["step"]`` advances;
-        the caller that vetoes steps winds it back). No input is checked: see :meth:`step`.
+        the caller that vetoes steps winds it back). A host (NumPy) flag is simply read, which costs
+        nothing there, and the step skipped or taken whole. No input is checked: see :meth:`step`.
         """
         xp = array_module(*params.buffers)
         self._align(state, params.layout, xp)
         state["step"] += 1
+        if ok is not None and not is_device_array(ok):  # a host flag is free to read: skip the step, or take it
+            if not ok:
+                return
+            ok = None
         on, off = self._coefficients(lr, state["step"])
         mask = state.get("decay_mask")
         for i, p in enumerate(params.buffers):
             g, c = grads.buffers[i], on
-            if ok is not None:  # one select for the coefficients, one for the gradient
+            if ok is not None:  # on the device: one select for the coefficients, one for the gradient
                 c = xp.where(ok, xp.asarray(on, dtype=p.dtype), xp.asarray(off, dtype=p.dtype))
                 g = xp.where(ok, g, 0)
             buffers = tuple(state[slot].buffers[i] for slot in self.slots)
