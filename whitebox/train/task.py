@@ -37,6 +37,7 @@ from typing import Iterator, Protocol
 import numpy as np
 
 from ..backend import default_rng
+from .metrics import host_values
 
 AUGMENT_STREAM = 1  # keeps the step generators apart from any other stream drawn from the seed
 
@@ -65,8 +66,10 @@ def share(n: int, part: tuple = (0, 1)) -> slice:
 
 
 def means(sums: dict, n: int) -> dict:
-    """``{key: sum / n}`` and ``"n"``; a rank with no evaluation batch (``n == 0``) gives zeros of weight 0."""
-    return {**{key: value / n if n else 0.0 for key, value in sums.items()}, "n": n}
+    """``{key: sum / n}`` as Python floats (device sums come to the host in one transfer), and ``"n"``; a rank
+    with no evaluation batch (``n == 0``) gives zeros of weight 0."""
+    values = host_values(list(sums.values()))
+    return {**{key: value / n if n else 0.0 for key, value in zip(sums, values)}, "n": n}
 
 
 def step_rng(seed: int, step: int, xp=np):
