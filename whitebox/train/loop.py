@@ -125,9 +125,8 @@ class Divergence:
     """The device-side watch of the finite check (module doc, "Divergence stops"), read at sync points.
 
     ``ok`` (0-d bool) is True until a step has a non-finite loss or gradient norm, and stays False
-    after; ``good`` counts the steps since the last sync that were taken while it was True;
-    ``record`` holds ``[loss, norm]`` of the last step taken while it was True before that step,
-    which is the first bad step once ``ok`` is False.
+    after; ``good`` counts the steps since the last sync that kept it True; ``record`` is
+    ``[loss, norm]`` of the latest step that found it True: the first bad step's, once it is False.
     """
 
     def __init__(self, xp):
