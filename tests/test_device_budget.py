@@ -109,3 +109,26 @@ def test_tf32_sets_cupys_matmul_mode_and_leaves_numpy_alone(monkeypatch):
     use_tf32(strict, False)
     assert os.environ[TF32_ENV] == "0"
     assert resolve_config(tf32=True).tf32 and not resolve_config().tf32
+
+
+@pytest.mark.parametrize("name", ["classification", "mae"])
+def test_a_run_resumed_on_the_device_draws_what_the_straight_run_draws(name, tmp_path):
+    from whitebox.backend import to_host
+    from whitebox.train import load_checkpoint, restore_state
+
+    def run(out, stop, state=None, saved=None):
+        with use_device_module(strict):
+            task, params = make_task(name)
+            optimizer = AdamW(1e-3, weight_decay=0.05)
+            if state is None:
+                state = TrainState(params, optimizer.init(params))
+            elif state == "resume":
+                state = restore_state(load_checkpoint(RunPaths(out).checkpoint), optimizer, strict, np.float32)
+            fit(task, state, optimizer, lambda t: 1e-3, epochs=1, seed=0, paths=RunPaths(out), max_steps=stop,
+                quiet=True, saved_step=saved)
+            return {k: to_host(v) for k, v in state.params.items()}
+
+    straight = run(tmp_path / "straight", 5)
+    run(tmp_path / "split", 2)
+    resumed = run(tmp_path / "split", 5, "resume", 2)
+    assert all(np.array_equal(straight[k], resumed[k]) for k in straight)

@@ -9,8 +9,7 @@ Layout of the archive (plain arrays, readable with ``numpy.load`` and no pickle)
 The random-number state is small: the batch order of epoch ``k`` is a function of ``(seed, k)``
 (:func:`whitebox.data.epoch_order`), and the augmentation draws from the run's one generator
 (:func:`whitebox.train.task.run_rng`), whose NumPy state at the start of the step in progress is
-``meta["rng"]["state"]`` (a JSON dict; ``None`` for a task that draws nothing or a CuPy run, whose
-generators cannot be saved); ``meta["rng"]`` also records ``seed``, ``step`` and the scheme's name.
+``meta["rng"]["state"]`` (a JSON dict; ``None`` for a task that draws nothing); ``meta["rng"]`` also records ``seed``, ``step`` and the scheme's name.
 A checkpoint without ``"state"`` (older whitebox) resumes with the generator of ``(seed, step)``.
 
 Files are written with :func:`whitebox.io.atomic_write`: a crash or Ctrl-C during a save leaves

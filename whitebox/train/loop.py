@@ -30,7 +30,7 @@ What the loop guarantees:
   the epoch) and randomness from the run's generator (:func:`whitebox.train.task.run_rng`), whose
   state at the start of the step in progress is saved with the checkpoint, so a run resumed from a
   checkpoint at any step, even mid-epoch, takes exactly the steps the uninterrupted run would have
-  taken (on NumPy; CuPy's generators cannot be saved, see :func:`~whitebox.train.task.run_rng`).
+  taken (on the GPU too: the generator is NumPy's, its draws uploaded).
 * **Ctrl-C and SIGTERM save.** A ``KeyboardInterrupt`` (or SIGTERM) saves a checkpoint and re-raises
   as :class:`TrainingInterrupted`, which says where the checkpoint is; a second Ctrl-C waits for
   that save.

@@ -18,8 +18,8 @@ from .checkpoint import Checkpoint
 from .metrics import EpochMeter
 from .task import rng_state
 
-RNG_SCHEME = ("batch order: default_rng([seed, epoch]); augmentation: one generator per run, "
-              "run_rng(seed, step) at its start, its NumPy state saved")
+RNG_SCHEME = ("batch order: default_rng([seed, epoch]); augmentation: one NumPy generator per run, "
+              "run_rng(seed, step) at its start, its state saved")
 
 
 @dataclass

@@ -86,23 +86,45 @@ def step_rng(seed: int, step: int, xp=np):
 def run_rng(seed: int, step: int = 0, xp=np, state: dict | None = None):
     """The run's persistent generator: made once per session and drawn from by every step.
 
-    ``state`` (from :func:`rng_state`, saved in a checkpoint) restores a NumPy generator exactly where
-    the saved run was, so a resumed run draws what the uninterrupted one draws. Without it (a fresh
-    run at ``step = 0``, a checkpoint of an older whitebox, or CuPy) the generator is
-    :func:`step_rng` of ``(seed, step)``.
-
-    CuPy's generators cannot be serialised ("Random states cannot be serialized", CuPy's
-    ``cupy.random`` documentation), so on the GPU a resume re-seeds from ``(seed, step)``: a run
-    resumed there continues with a well-defined stream, but not the one the uninterrupted run drew.
+    It is always NumPy's (PCG64), so its state can be saved: ``state`` (from :func:`rng_state`, kept in
+    a checkpoint) restores it exactly where the saved run was, and a resumed run draws what the
+    uninterrupted one draws. Without it (a fresh run at ``step = 0``, or a checkpoint of an older
+    whitebox) it starts as :func:`step_rng` of ``(seed, step)``. For a device module ``xp`` it is
+    wrapped in :class:`DeviceDraws`: drawn on the host, uploaded, so a GPU run draws the same numbers
+    as a CPU run and resumes as exactly. (CuPy's own generators cannot be saved: "Random states
+    cannot be serialized", CuPy's ``cupy.random`` documentation.)
     """
-    rng = step_rng(seed, step, xp)
-    if state is not None and xp is np:
+    rng = step_rng(seed, step, np)
+    if state is not None:
         rng.bit_generator.state = state
-    return rng
+    return rng if xp is np else DeviceDraws(rng, xp)
+
+
+class DeviceDraws:
+    """A NumPy generator whose draws come out as arrays of the device module ``xp`` (one upload each).
+
+    The draws of a training step are small (crop offsets and flips per image, MAE's noise per patch),
+    so uploading them costs less than a device generator, and keeps the generator's state savable.
+    Any method of ``numpy.random.Generator`` works (``random``, ``integers``, ``uniform`` ...).
+    """
+
+    def __init__(self, host: np.random.Generator, xp):
+        self.host, self.xp = host, xp
+
+    @property
+    def bit_generator(self):
+        return self.host.bit_generator
+
+    def __getattr__(self, name):
+        draw = getattr(self.host, name)
+
+        def on_device(*args, **kwargs):
+            out = draw(*args, **kwargs)
+            return self.xp.asarray(out) if isinstance(out, np.ndarray) else out
+
+        return on_device
 
 
 def rng_state(rng) -> dict | None:
-    """The JSON-able state of a NumPy generator (``bit_generator.state``), or None where it has none (CuPy)."""
-    if not isinstance(rng, np.random.Generator):
-        return None
-    return rng.bit_generator.state
+    """The JSON-able state of the run's generator (``bit_generator.state``), or None without one."""
+    return None if rng is None else rng.bit_generator.state
