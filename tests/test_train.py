@@ -170,6 +170,42 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(mnist, tmp_path):
     assert_same_state(finished, train(task, fresh_state(optimizer), optimizer, tmp_path / "b", max_steps=12))
 
 
+class InterruptAfterDrawing(InterruptAt):
+    """Ctrl-C inside step ``calls``, after its augmentation has drawn from the run's generator."""
+
+    def loss_and_grads(self, params, batch, rng):
+        self.calls -= 1
+        if self.calls < 0:
+            rng.random(1000)
+            raise KeyboardInterrupt
+        return self.task.loss_and_grads(params, batch, rng)
+
+
+def test_ctrl_c_after_a_step_drew_resumes_with_the_generator_of_that_step(mnist, tmp_path):
+    optimizer = AdamW(3e-3)
+    task = make_task(mnist)
+    with pytest.raises(TrainingInterrupted):
+        train(InterruptAfterDrawing(task, calls=7), fresh_state(optimizer), optimizer, tmp_path / "a")
+    state, saved = resumed(task, optimizer, tmp_path / "a")
+    assert saved == 7 and load_checkpoint(RunPaths(tmp_path / "a").checkpoint).meta["rng"]["state"] is not None
+    finished = train(task, state, optimizer, tmp_path / "a", max_steps=9, saved_step=saved)
+    assert_same_state(finished, train(task, fresh_state(optimizer), optimizer, tmp_path / "b", max_steps=9))
+
+
+@pytest.mark.parametrize("log_every", [1, 2, 50])
+def test_a_non_finite_step_is_reported_at_the_next_sync_with_the_state_before_it(mnist, tmp_path, log_every):
+    optimizer = AdamW(3e-3)
+    task = make_task(mnist)
+    before = train(task, fresh_state(optimizer), optimizer, tmp_path / "good", max_steps=3)
+    state = fresh_state(optimizer)
+    with pytest.raises(NonFiniteLossError) as error:
+        fit(PoisonAt(task, calls=4, where="grads"), state, optimizer, schedule_for(task, 3), epochs=3, seed=0,
+            paths=RunPaths(tmp_path / "bad"), quiet=True, log_every=log_every)
+    assert error.value.step == 3 and state.step == 3 and state.opt_state["step"] == 3
+    assert_same_state(state, before)  # steps 4 and 5 (before the sync at the epoch's end) were vetoed
+    assert not RunPaths(tmp_path / "bad").checkpoint.exists()
+
+
 def test_deferred_interrupt_lets_the_block_finish():
     done = []
     with pytest.raises(KeyboardInterrupt):

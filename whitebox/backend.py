@@ -159,6 +159,26 @@ def default_rng(seed: int | None, xp: ModuleType = np):
     return xp.random.default_rng(seed)
 
 
+TF32_ENV = "CUPY_TF32"
+
+
+def use_tf32(xp: ModuleType, enabled: bool) -> None:
+    """TF32 tensor-core matmuls for float32 on CuPy (cuBLAS), or full float32 (the default).
+
+    CuPy reads ``$CUPY_TF32`` when a dtype's first matmul picks its cuBLAS compute type and keeps that
+    choice (``cupy/_core/_routines_linalg.pyx``, ``get_compute_type``), so this sets the variable and,
+    where CuPy exposes it, the float32 compute type itself. TF32 rounds the matmul inputs to 10
+    mantissa bits: for training speed only; float64 (gradient checks) is never affected. A no-op on
+    NumPy, which has no such mode (its float32 matmuls stay exact to float32).
+    """
+    if xp is np:
+        return
+    os.environ[TF32_ENV] = "1" if enabled else "0"
+    core = getattr(xp, "_core", None)
+    if hasattr(core, "set_compute_type") and hasattr(core, "COMPUTE_TYPE_TF32"):
+        core.set_compute_type(np.float32, core.COMPUTE_TYPE_TF32 if enabled else core.COMPUTE_TYPE_DEFAULT)
+
+
 def synchronize(xp: ModuleType) -> None:
     """Wait for queued GPU work (for timing); a no-op on NumPy."""
     if xp is not np:

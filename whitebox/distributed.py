@@ -2,8 +2,8 @@
 
 Every backward of whitebox is hand-written, so data-parallel training is the classic recipe done
 by hand (:mod:`whitebox.train.loop`): each of the ``N`` ranks computes the gradient of its share
-of the global batch, one all-reduce sums the flat gradient buffer, and every rank applies the
-same update to the same parameters::
+of the global batch, an all-reduce sums the loop's flat gradient buffer (:mod:`whitebox.flat`) in
+place, and every rank applies the same update to the same parameters::
 
     g = Σ_r n_r ḡ_r / Σ_r n_r        # ḡ_r: the mean gradient over the n_r examples of rank r
 
@@ -39,6 +39,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from .backend import array_module, is_device_array, to_host
+from .flat import flat_copy, is_flat
 
 BACKENDS = ("single", "mpi", "nccl")
 
@@ -209,12 +210,15 @@ def is_collective(error: BaseException) -> bool:
 
 
 def broadcast_tree(comm: Communicator, tree: dict) -> dict:
-    """``tree`` (name → array) overwritten in place by rank 0's, through one flat buffer in sorted key order."""
+    """``tree`` (name → array) overwritten in place by rank 0's, one broadcast per flat buffer
+    (:mod:`whitebox.flat`; a plain dict is copied into flat buffers in its key order, the same on every rank)."""
     if comm.size > 1:
-        keys = sorted(tree)
-        flat = comm.broadcast_(flatten(tree, keys, array_module(*tree.values())))
-        for k, v in unflatten(flat, tree, keys)[0].items():
-            tree[k][...] = v
+        flat = tree if is_flat(tree) else flat_copy(tree)
+        for buffer in flat.buffers:
+            comm.broadcast_(buffer)
+        if flat is not tree:
+            for k, v in flat.items():
+                tree[k][...] = v
     return tree
 
 
@@ -253,20 +257,3 @@ def communicator(backend: str | None = None) -> Communicator:
     cupy.cuda.Device(local % devices).use()
     nccl = cupyx.distributed.init_process_group(comm.Get_size(), comm.Get_rank(), backend="nccl", use_mpi=True)
     return NCCLCommunicator(comm, cupy, nccl)
-
-
-def flatten(tree: dict, keys, xp, extra=()):
-    """One contiguous 1-D buffer: the arrays ``tree[k]`` for ``k`` in ``keys`` (raveled), then ``extra`` scalars."""
-    parts = [tree[k].ravel() for k in keys]
-    dtype = parts[0].dtype if parts else np.float64
-    return xp.concatenate([*parts, xp.asarray(list(extra), dtype=dtype)]) if extra else xp.concatenate(parts)
-
-
-def unflatten(flat, like: dict, keys) -> tuple[dict, list]:
-    """Inverse of :func:`flatten`: ``({k: array shaped as like[k]}, [the extra scalars])``."""
-    out, lo = {}, 0
-    for k in keys:
-        size = like[k].size
-        out[k] = flat[lo:lo + size].reshape(like[k].shape)
-        lo += size
-    return out, [float(v) for v in to_host(flat[lo:])]

@@ -14,7 +14,12 @@ checkpoint is just arrays::
     state = opt.load_state_dict(np.load("opt.npz"))
 
 ``step`` mutates the parameter arrays in place (a model that holds references to them sees the
-new values) and uses one scratch array per parameter instead of a temporary per operation.
+new values). The state keeps each slot (``m``, ``v``, momentum) as a :class:`whitebox.flat.FlatTree`:
+named views into one buffer per dtype, so a step is a few fused passes over one long array (with the
+weight-decay set as a flat 0/1 mask), not a few passes per parameter. The training loop keeps the
+parameters and gradients flat too and calls :meth:`Optimizer.update`, which never waits for the
+device; :func:`grad_norm` and :func:`clip_grads` return the norm as a device scalar for the same
+reason.
 
 Which parameters are weight-decayed is a set of names chosen once, at ``init``: by default
 :func:`decay_mask`, which decays matrices but not biases, norms and embeddings.
@@ -29,7 +34,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from .backend import array_module, to_device, to_host
+from .backend import array_module, is_device_array, to_host, tree_to_host
+from .flat import FlatTree, flat_copy, flat_to, flat_zeros, is_flat, layout_of
 from .validate import check_array, check_positive
 
 _EMBEDDING_NAMES = ("cls_token", "pos_embedding")
@@ -68,18 +74,51 @@ def decay_mask(params: Mapping) -> set[str]:
     }
 
 
-def clip_grad_norm(grads: Mapping, max_norm: float) -> float:
-    r"""Scale all gradients together so that their global norm is at most ``max_norm``.
+def grad_norm(grads: Mapping):
+    r"""The global norm :math:`\|g\| = (\sum_{\text{name}} \|g_{\text{name}}\|_F^2)^{1/2}`, as a 0-d float64
+    array of the gradients' module: no host synchronisation (``float()`` it to print it).
+
+    On a :class:`whitebox.flat.FlatTree` it is one dot product per dtype buffer; on a plain dict one
+    per gradient. An empty dict has norm 0.
+    """
+    arrays = _buffers(grads)
+    if not arrays:
+        return np.float64(0.0)
+    xp = array_module(*arrays)
+    squares = sum(xp.vdot(a.ravel(), a.ravel()).astype(np.float64) for a in arrays)
+    return xp.sqrt(squares)
+
+
+def clip_grads(grads: Mapping, max_norm: float):
+    r"""Scale all gradients together, in place, so that their global norm is at most ``max_norm``.
 
     .. math::
 
         \|g\| = \Big(\sum_{\text{name}} \|g_{\text{name}}\|_F^2\Big)^{1/2}, \qquad
-        g \leftarrow g \cdot \frac{\text{max\_norm}}{\|g\| + 10^{-6}}
-        \quad \text{when that factor is} < 1,
+        g \leftarrow g \cdot \min\Big(1, \frac{\text{max\_norm}}{\|g\| + 10^{-6}}\Big),
 
     as ``torch.nn.utils.clip_grad_norm_`` (Pascanu, Mikolov & Bengio 2013, "On the difficulty of
     training recurrent neural networks"). The direction of the update is kept; only its length
-    is capped.
+    is capped. Below the cap the factor is exactly 1, so the gradients keep their bits; when the
+    norm is not finite (NaN or inf) the factor is 1 too and the caller should skip the step.
+
+    The factor is computed on the gradients' device and applied whatever it is (one multiplication
+    per buffer), so clipping never waits for the host. Returns the norm *before* clipping as a 0-d
+    float64 array (:func:`grad_norm`).
+    """
+    max_norm = check_positive("max_norm", max_norm)
+    norm = grad_norm(grads)
+    arrays = _buffers(grads)
+    if arrays:
+        xp = array_module(*arrays)
+        coef = xp.where(xp.isfinite(norm), xp.minimum(1.0, max_norm / (norm + 1e-6)), 1.0)
+        for a in arrays:
+            a *= coef.astype(a.dtype)
+    return norm
+
+
+def clip_grad_norm(grads: Mapping, max_norm: float) -> float:
+    """:func:`clip_grads`, with the norm before clipping returned as a Python float (one host synchronisation).
 
     Parameters
     ----------
@@ -94,27 +133,35 @@ def clip_grad_norm(grads: Mapping, max_norm: float) -> float:
         The global norm *before* clipping. When it is not finite (NaN or inf), the gradients are
         left unchanged and the caller should skip the step.
     """
-    max_norm = check_positive("max_norm", max_norm)
-    squares = [array_module(g).vdot(g.ravel(), g.ravel()) for g in grads.values()]
-    norm = float(sum(squares)) ** 0.5 if squares else 0.0
-    coef = max_norm / (norm + 1e-6)
-    if coef < 1.0:  # False for a NaN norm
-        for g in grads.values():
-            g *= coef
-    return norm
+    return float(clip_grads(grads, max_norm))
+
+
+def _buffers(tree: Mapping) -> list:
+    """The arrays to run a whole-tree pass over: a FlatTree's buffers, else every value."""
+    return list(tree.buffers) if is_flat(tree) else list(tree.values())
 
 
 class Optimizer:
-    """Shared machinery: hyper-parameter checks, state layout, checkpoints, input checks.
+    """Shared machinery: hyper-parameter checks, state layout, checkpoints, input checks, the fused step.
 
-    A subclass names its per-parameter buffers in ``slots`` (e.g. ``("m", "v")``) and writes
-    ``_update``, the rule for one parameter.
+    A subclass names its per-parameter buffers in ``slots`` (e.g. ``("m", "v")``) and writes two
+    methods: ``_coefficients(lr, step)``, the scalars of this step's rule as two tuples (their values,
+    and the values that leave every array unchanged, for a step the caller vetoes on the device), and
+    ``_update(p, g, buffers, scratch, mask, c)``, the rule on one flat buffer ``p`` with its
+    gradient ``g``, slot buffers, a scratch array, the 0/1 weight-decay ``mask`` (or None: nothing
+    decays) and the coefficients ``c``.
 
     State layout (what :meth:`init` returns and :meth:`step` mutates)::
 
         {"step": int,                      # number of updates taken
          "decay": frozenset of names,      # parameters that weight decay shrinks
-         <slot>: {name: array like params[name]} for each slot}
+         "decay_mask": FlatTree of 0/1,    # the same as a flat mask (absent when nothing decays)
+         <slot>: FlatTree like params      # for each slot: state[slot][name] is a view}
+
+    Every slot is a :class:`whitebox.flat.FlatTree` laid out like the parameters, so one step is a
+    few passes over one buffer per dtype: about 16 array operations for AdamW whatever the number
+    of parameters. :meth:`step` takes any dict (copying into flat buffers when needed);
+    :meth:`update` is the loop's fast path on flat trees, with no check and no host synchronisation.
     """
 
     slots: tuple[str, ...] = ()
@@ -125,7 +172,7 @@ class Optimizer:
         self.decay = None if decay is None else frozenset(decay)
 
     def init(self, params: Mapping) -> dict:
-        """A fresh state for ``params``: step 0, zero buffers, the set of decayed names."""
+        """A fresh state for ``params``: step 0, zero buffers laid out like ``params``, the set of decayed names."""
         for name, p in params.items():
             check_array(f"params[{name!r}]", p)
         decay = frozenset(decay_mask(params)) if self.decay is None else self.decay
@@ -133,8 +180,10 @@ class Optimizer:
         if unknown:
             raise ValueError(f"decay names parameters that are not in params: {unknown}")
         state = {"step": 0, "decay": decay}
+        layout, xp = layout_of(params), array_module(*params.values())
         for slot in self.slots:
-            state[slot] = {name: array_module(p).zeros_like(p) for name, p in params.items()}
+            state[slot] = flat_zeros(layout, xp)
+        self._align(state, layout, xp)
         return state
 
     def step(self, params: Mapping, grads: Mapping, state: dict, lr: float | None = None) -> None:
@@ -143,7 +192,8 @@ class Optimizer:
         Parameters
         ----------
         params, grads : mapping of str to array
-            The same keys, and the same shape key by key.
+            The same keys, and the same shape key by key. Plain dicts are copied into flat buffers
+            and back; :class:`whitebox.flat.FlatTree` ones are updated where they are.
         state : dict
             From :meth:`init` or :meth:`load_state_dict`.
         lr : float, optional
@@ -154,46 +204,90 @@ class Optimizer:
         ------
         FloatingPointError
             A gradient holds NaN or inf (it names the parameters); nothing has been changed, so
-            the caller may skip the batch or stop with its parameters and state intact.
+            the caller may skip the batch or stop with its parameters and state intact. (This check
+            waits for the device once; the training loop calls :meth:`update` instead.)
         """
         lr = self.lr if lr is None else _check_nonnegative("lr", lr)
         self._check_inputs(params, grads, state)
         _check_finite_grads(grads)
-        state["step"] += 1
-        for name, p in params.items():
-            buffers = tuple(state[slot][name] for slot in self.slots)
-            scratch = array_module(p).empty_like(p)
-            self._update(p, grads[name], buffers, scratch, lr, name in state["decay"], state["step"])
+        flat = params if is_flat(params) else flat_copy(params)
+        self.update(flat, grads if is_flat(grads, flat.layout) else flat_copy(grads, flat.layout), state, lr)
+        if flat is not params:
+            for name, p in params.items():
+                p[...] = flat[name]
 
-    def _update(self, p, g, buffers, scratch, lr, decayed, step) -> None:
+    def update(self, params: FlatTree, grads: FlatTree, state: dict, lr: float, ok=None) -> None:
+        """The fused step on flat trees of one layout: a few array operations per dtype buffer, no host sync.
+
+        ``ok`` (a 0-d boolean array, or None for "yes") vetoes the step on the device: where it is
+        False, the gradients are read as zeros and every coefficient takes its "no change" value, so
+        the parameters and slots keep their bits (only the host counter ``state["step"]`` advances;
+        the caller that vetoes steps winds it back). A host (NumPy) flag is simply read, which costs
+        nothing there, and the step skipped or taken whole. No input is checked: see :meth:`step`.
+        """
+        xp = array_module(*params.buffers)
+        self._align(state, params.layout, xp)
+        state["step"] += 1
+        if ok is not None and not is_device_array(ok):  # a host flag is free to read: skip the step, or take it
+            if not ok:
+                return
+            ok = None
+        on, off = self._coefficients(lr, state["step"])
+        mask = state.get("decay_mask")
+        for i, p in enumerate(params.buffers):
+            g, c = grads.buffers[i], on
+            if ok is not None:  # on the device: one select for the coefficients, one for the gradient
+                c = xp.where(ok, xp.asarray(on, dtype=p.dtype), xp.asarray(off, dtype=p.dtype))
+                g = xp.where(ok, g, 0)
+            buffers = tuple(state[slot].buffers[i] for slot in self.slots)
+            self._update(p, g, buffers, xp.empty_like(p), None if mask is None else mask.buffers[i], c)
+
+    def _align(self, state: dict, layout, xp) -> None:
+        """Lay the slots out like the parameters (a copy, once, after a load) and build the decay mask."""
+        for slot in self.slots:
+            if not is_flat(state[slot], layout):
+                state[slot] = flat_copy({name: state[slot][name] for name in layout.names}, layout)
+        if not (self.weight_decay and state["decay"]):
+            state.pop("decay_mask", None)
+        elif not is_flat(state.get("decay_mask", {}), layout):
+            mask = flat_zeros(layout, xp)
+            for name in state["decay"] & set(layout.names):
+                mask[name][...] = 1
+            state["decay_mask"] = mask
+
+    def _coefficients(self, lr: float, step: int) -> tuple[tuple, tuple]:
+        raise NotImplementedError
+
+    def _update(self, p, g, buffers, scratch, mask, c) -> None:
         raise NotImplementedError
 
     def state_dict(self, state: dict) -> dict:
         """A flat dict of NumPy arrays for ``np.savez``: ``"step"``, ``"decay"``, ``"<slot>/<name>"``.
 
-        The arrays are copies on the host; later steps do not change them.
+        The arrays are copies on the host (one transfer per slot buffer); later steps do not change them.
         """
         flat = {
             "step": np.asarray(state["step"], dtype=np.int64),
             "decay": np.asarray(sorted(state["decay"]), dtype=np.str_),
         }
         for slot in self.slots:
-            for name, buf in state[slot].items():
-                flat[f"{slot}/{name}"] = to_host(buf).copy()
+            for name, buf in flat_to(state[slot], np).items():
+                flat[f"{slot}/{name}"] = buf.copy()
         return flat
 
     def load_state_dict(self, flat: Mapping, xp=None) -> dict:
         """The state saved by :meth:`state_dict` (a dict, or the ``NpzFile`` of ``np.load``).
 
-        The arrays are copied, onto the module ``xp`` (``numpy`` or ``cupy``) when given, else
-        kept where they are. Continuing from the loaded state repeats, bit for bit, the steps the
-        saved run would have taken.
+        The arrays are copied into flat buffers, onto the module ``xp`` (``numpy`` or ``cupy``) when
+        given, else kept where they are. Continuing from the loaded state repeats, bit for bit, the
+        steps the saved run would have taken. (The named layout is the checkpoint format of every
+        whitebox version, so older checkpoints load.)
         """
         for key in ("step", "decay"):
             if key not in flat:
                 raise ValueError(f"the saved state has no {key!r} entry")
         state = {"step": int(flat["step"]), "decay": frozenset(str(n) for n in np.asarray(flat["decay"]))}
-        state.update({slot: {} for slot in self.slots})
+        named = {slot: {} for slot in self.slots}
         for key in flat:
             if key in ("step", "decay"):
                 continue
@@ -203,11 +297,12 @@ class Optimizer:
                     f"the saved state has an entry {key!r}, but {type(self).__name__} keeps only "
                     f"{list(self.slots)} buffers: is it another optimiser's state?"
                 )
-            a = flat[key]
-            state[slot][name] = (a if xp is None else to_device(a, xp)).copy()
-        names = [set(state[slot]) for slot in self.slots]
+            named[slot][name] = flat[key]
+        names = [set(named[slot]) for slot in self.slots]
         if any(n != names[0] for n in names):
             raise ValueError(f"the saved buffers {list(self.slots)} do not name the same parameters")
+        for slot, tree in named.items():
+            state[slot] = flat_copy(tree) if xp is None else flat_to(flat_copy(tree_to_host(tree)), xp)
         return state
 
     def _check_inputs(self, params: Mapping, grads: Mapping, state: dict) -> None:
@@ -272,14 +367,19 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.slots = ("momentum",) if self.momentum > 0 else ()
 
-    def _update(self, p, g, buffers, d, lr, decayed, step):
-        mu, xp = self.momentum, array_module(p)
-        if decayed and self.weight_decay:
-            xp.multiply(p, self.weight_decay, out=d)
-            d += g                                    # d = g + λ p
+    def _coefficients(self, lr, step):
+        return (self.weight_decay, self.momentum, lr), (0.0, 1.0, 0.0)  # (λ, μ, η); a vetoed step: 0, 1, 0
+
+    def _update(self, p, g, buffers, d, mask, c):
+        wd, mu, lr = c
+        xp = array_module(p)
+        if mask is not None:
+            xp.multiply(p, mask, out=d)
+            d *= wd
+            d += g                                    # d = g + λ p on the decayed entries
         else:
             d[...] = g                                # d = g
-        if mu:
+        if self.momentum:
             (b,) = buffers
             b *= mu
             b += d                                    # b = μ b + d
@@ -333,23 +433,32 @@ class AdamW(Optimizer):
         self.betas = _check_betas(betas)
         self.eps = check_positive("eps", eps)
 
-    def _update(self, p, g, buffers, t, lr, decayed, step):
-        (b1, b2), (m, v) = self.betas, buffers
+    def _coefficients(self, lr, step):
+        b1, b2 = self.betas
+        on = (lr * self.weight_decay, b1, 1.0 - b1, b2, 1.0 - b2, (1.0 - b2**step) ** 0.5, self.eps,
+              lr / (1.0 - b1**step))
+        return on, (0.0, 1.0, 0.0, 1.0, 0.0, 1.0, self.eps, 0.0)  # a vetoed step changes nothing
+
+    def _update(self, p, g, buffers, t, mask, c):
+        lr_wd, b1, one_b1, b2, one_b2, bias2, eps, step_size = c
+        m, v = buffers
         xp = array_module(p)
-        if decayed and self.weight_decay:
-            p *= 1.0 - lr * self.weight_decay         # p ← (1 − ηλ) p
+        if mask is not None:
+            xp.multiply(mask, lr_wd, out=t)
+            xp.subtract(1.0, t, out=t)
+            p *= t                                    # p ← (1 − ηλ) p on the decayed entries
         m *= b1
-        xp.multiply(g, 1.0 - b1, out=t)
+        xp.multiply(g, one_b1, out=t)
         m += t                                        # m = β1 m + (1 − β1) g
         v *= b2
         xp.multiply(g, g, out=t)
-        t *= 1.0 - b2
+        t *= one_b2
         v += t                                        # v = β2 v + (1 − β2) g²
         xp.sqrt(v, out=t)
-        t /= (1.0 - b2**step) ** 0.5
-        t += self.eps                                 # √v̂ + ε
+        t /= bias2                                    # √(1 − β2^t)
+        t += eps                                      # √v̂ + ε
         xp.divide(m, t, out=t)
-        t *= lr / (1.0 - b1**step)                    # η m̂ / (√v̂ + ε)
+        t *= step_size                                # η m̂ / (√v̂ + ε), with η / (1 − β1^t)
         p -= t
 
 
@@ -390,24 +499,35 @@ class Lion(Optimizer):
         super().__init__(lr, weight_decay, decay)
         self.betas = _check_betas(betas)
 
-    def _update(self, p, g, buffers, c, lr, decayed, step):
-        (b1, b2), (m,) = self.betas, buffers
+    def _coefficients(self, lr, step):
+        b1, b2 = self.betas
+        return (lr * self.weight_decay, b1, 1.0 - b1, lr, b2, 1.0 - b2), (0.0, b1, 1.0 - b1, 0.0, 1.0, 0.0)
+
+    def _update(self, p, g, buffers, c, mask, k):
+        lr_wd, b1, one_b1, lr, b2, one_b2 = k
+        (m,) = buffers
         xp = array_module(p)
-        if decayed and self.weight_decay:
-            p *= 1.0 - lr * self.weight_decay         # p ← p − ηλ p
+        if mask is not None:
+            xp.multiply(mask, lr_wd, out=c)
+            xp.subtract(1.0, c, out=c)
+            p *= c                                    # p ← p − ηλ p on the decayed entries
         xp.multiply(m, b1, out=c)
-        c += (1.0 - b1) * g                           # c = β1 m + (1 − β1) g
+        c += one_b1 * g                               # c = β1 m + (1 − β1) g
         xp.sign(c, out=c)
         c *= lr
         p -= c                                        # p ← p − η sign(c)
         m *= b2
-        xp.multiply(g, 1.0 - b2, out=c)
+        xp.multiply(g, one_b2, out=c)
         m += c                                        # m = β2 m + (1 − β2) g
 
 
 def _check_finite_grads(grads: Mapping) -> None:
-    """``FloatingPointError`` naming every gradient that holds NaN or inf (one ``isfinite`` each)."""
-    bad = [name for name, g in grads.items() if not bool(array_module(g).isfinite(g).all())]
+    """``FloatingPointError`` naming every gradient that holds NaN or inf (one host synchronisation in all)."""
+    if not grads:
+        return
+    xp = array_module(*grads.values())
+    finite = to_host(xp.stack([xp.isfinite(g).all() for g in grads.values()]))
+    bad = [name for name, ok in zip(grads, finite) if not ok]
     if bad:
         raise FloatingPointError(
             f"grads {bad} contain NaN or inf values; the parameters and optimiser state were left "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, is_device_array
 
 
 def check_array(name: str, x, *, min_ndim: int = 0, ndim: int | None = None, finite: bool = True):
@@ -71,6 +71,10 @@ def check_class_labels(name: str, labels, count: int, classes: int):
     Raises ``TypeError`` for a non-array or a non-integer dtype (float labels, even integral ones,
     are refused), ``ValueError`` for a wrong shape (a length-1 array would broadcast) or a value
     out of range (``-1`` would index the last class). Returns ``labels`` unchanged.
+
+    The range needs the values on the host, so it is checked for host (NumPy) labels only; device
+    labels are the caller's to check on the host batch before the transfer (the training tasks do),
+    so that a training step never waits for the device.
     """
     if not hasattr(labels, "dtype") or not hasattr(labels, "shape"):
         raise TypeError(f"{name} must be an integer NumPy or CuPy array, got {type(labels).__name__}")
@@ -78,7 +82,7 @@ def check_class_labels(name: str, labels, count: int, classes: int):
         raise TypeError(f"{name} must hold integer class indices, got dtype {labels.dtype}")
     if tuple(labels.shape) != (count,):
         raise ValueError(f"{name} must have shape ({count},), one label per row, got {tuple(labels.shape)}")
-    if count:
+    if count and not is_device_array(labels):
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= classes:
             raise ValueError(f"{name} must lie in [0, {classes}), found values in [{low}, {high}]")

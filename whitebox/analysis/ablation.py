@@ -45,6 +45,7 @@ from ..io import atomic_write_text
 from ..models import crate_alpha
 from ..train import RunConfig, start_run
 from ..train.config import DEFAULT_BETAS
+from ..train.metrics import host_values
 
 VARIANTS = ("crate", "+O", "+O+D", "+O+D+R")  # the keys of crate_alpha.ablation_configs, in the paper's order
 NAMES = {"crate": "CRATE", "+O": "+O", "+O+D": "+O+D", "+O+D+R": "+O+D+R (CRATE-alpha)"}
@@ -210,6 +211,7 @@ def _train_one(config: RunConfig, variant: str, device: str, data_dir, out: Path
                        data_dir=data_dir, overwrite=True, quiet=True, curves=curves,
                        on_step=lambda step, loss: losses.append(loss))
     wall = time.perf_counter() - began
+    losses = host_values(losses)  # 0-d device arrays of the steps, to the host in one transfer
     steps_per_epoch = result.total_steps // config.epochs
     tail = losses[-max(1, steps_per_epoch // 4):]  # the last quarter epoch
     return {"variant": variant, "seed": config.seed, "params": crate_alpha.num_params(config.model_cfg()),

@@ -22,6 +22,7 @@ import sys
 from typing import Callable
 
 from .. import figures
+from ..backend import resolve_device
 from ..data import DATASETS, load_dataset
 from ..distributed import collective_error, communicator, is_collective
 from ..data.text import MASK
@@ -75,10 +76,10 @@ NumPy's BLAS threads that wait on each other can make steps ten times slower.
 RUN_OPTIONS = ("task", "model", "preset", "dataset", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
                "warmup_epochs", "min_lr", "label_smoothing", "clip_grad", "augment", "model_set", "seed",
                "dtype", "eval_batch_size", "train_limit", "test_limit", "out", "overwrite", "init_from",
-               "linear_probe")
+               "linear_probe", "tf32")
 SETTINGS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "warmup_epochs", "min_lr", "label_smoothing",
             "clip_grad", "augment", "seed", "dtype", "eval_batch_size", "train_limit", "test_limit", "init_from",
-            "linear_probe")
+            "linear_probe", "tf32")
 
 
 def _flag(name: str) -> str:
@@ -126,6 +127,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     where = p.add_argument_group("where and how to run")
     add_device_argument(where, "$WHITEBOX_DEVICE or cpu, or the resumed run's")
     where.add_argument("--dtype", choices=DTYPES, help="float32 (default) or float64 (for exact checks)")
+    where.add_argument("--tf32", action="store_true", default=None,
+                       help="TF32 tensor-core matmuls for float32 on the GPU (faster, 10-bit mantissa inputs); "
+                            "needs --device gpu")
     where.add_argument("--out", metavar="FOLDER", help="output folder (default: runs/MODEL-PRESET[-DATASET])")
     where.add_argument("--overwrite", action="store_true", default=None,
                        help="replace a run already in the output folder (its files stay until the new run is ready)")
@@ -203,6 +207,9 @@ def train(args: argparse.Namespace) -> int:
         if args.reshard:
             raise UsageError("--reshard goes with --resume")
         config = train_config(args)
+        if config.tf32 and resolve_device(args.device) != "gpu":
+            raise UsageError("--tf32 sets the GPU's float32 matmul mode; NumPy has none (it would change nothing): "
+                             "add --device gpu or drop --tf32")
         out = args.out or "runs/" + "-".join(filter(None, (config.model, config.preset, config.dataset)))
         return lambda: start_run(config, out, overwrite=bool(args.overwrite), **options)
 

@@ -25,6 +25,8 @@ The exact gradient step ``Z − κ ∇_Z Rc`` that this approximates lives in
 
 from __future__ import annotations
 
+import functools
+
 from typing import NamedTuple
 
 from ..backend import array_module
@@ -59,6 +61,14 @@ def merge_heads(o):
     return o.transpose(0, 2, 1, 3).reshape(B, N, K * p)
 
 
+@functools.lru_cache(maxsize=32)
+def causal_bias(n: int, dtype, xp):
+    """The (n, n) additive causal mask, ``−∞`` above the diagonal and 0 on and below it, made once per
+    ``(n, dtype, xp)`` and cached: adding it is one elementwise pass, with no boolean indexing (which
+    waits for the device on CuPy) and no mask rebuilt per layer and step. Read-only."""
+    return xp.where(xp.triu(xp.ones((n, n), dtype=bool), k=1), -xp.inf, 0.0).astype(dtype)  # key j > query i
+
+
 def attention_weights(q, k, scale: float, causal: bool = False):
     """``softmax(s q kᵀ)`` over the keys: q, k (B, K, N, p) → (B, K, N, N).
 
@@ -70,7 +80,7 @@ def attention_weights(q, k, scale: float, causal: bool = False):
     scores = q @ k.swapaxes(-1, -2)  # (B, K, N, N)
     scores *= scale
     if causal:
-        scores[..., xp.triu(xp.ones((N, N), dtype=bool), k=1)] = -xp.inf  # key j > query i
+        scores += causal_bias(N, scores.dtype, xp)  # −∞ where key j > query i, 0 elsewhere
     return softmax_forward(scores)  # (B, K, N, N), in place of scores
 
 

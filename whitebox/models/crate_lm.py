@@ -68,7 +68,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import array_module, to_host
+from ..backend import array_module, is_device_array, to_host
 from ..blocks import BLOCKS, causal_layer, head, stack, transformer_layer
 from ..blocks.attention import AttentionSpec
 from ..blocks.causal_layer import SPARSE_BLOCKS, CausalLayerSpec
@@ -190,7 +190,13 @@ def layer_dictionary(params: dict, layer: int, cfg: Config):
 
 
 def check_tokens(tokens, cfg: Config, name: str = "tokens"):
-    """tokens must be an integer array (B, T) with 1 ≤ T ≤ block_size and ids in [0, vocab_size)."""
+    """tokens must be an integer array (B, T) with 1 ≤ T ≤ block_size and ids in [0, vocab_size).
+
+    The id range needs the values on the host, so it is checked for host (NumPy) tokens only: device
+    tokens are checked for dtype and shape, and their ids are the caller's to check on the host batch,
+    once, before the transfer (as :class:`whitebox.train.lm_task.LMTask` does), so that a training step
+    never waits for the device.
+    """
     if not hasattr(tokens, "dtype") or not hasattr(tokens, "shape"):
         raise TypeError(f"{name} must be a NumPy or CuPy integer array, got {type(tokens).__name__}")
     if tokens.dtype.kind not in "iu":
@@ -199,7 +205,7 @@ def check_tokens(tokens, cfg: Config, name: str = "tokens"):
         raise ValueError(f"{name} must have shape (batch, length), got {tuple(tokens.shape)}")
     if tokens.shape[1] > cfg.block_size:
         raise ValueError(f"{name} has length {tokens.shape[1]} > block_size={cfg.block_size}")
-    if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) >= cfg.vocab_size):
+    if tokens.size and not is_device_array(tokens) and (tokens.min() < 0 or tokens.max() >= cfg.vocab_size):
         raise ValueError(f"{name} must hold ids in [0, vocab_size={cfg.vocab_size})")
 
 
@@ -255,13 +261,14 @@ def layer_features(cache: LMCache) -> dict:
 
 def next_token_loss(logits, targets):
     """``(loss, dlogits)``: cross-entropy of ``targets`` (B, T) under ``logits`` (B, T, V), averaged
-    over all ``B T`` positions (``dlogits = (softmax − onehot) / (B T)``)."""
+    over all ``B T`` positions (``dlogits = (softmax − onehot) / (B T)``); ``loss`` is a 0-d array on
+    the logits' module (``float()`` it to print it: on a GPU that waits for the device)."""
     if targets.shape != logits.shape[:-1]:
         raise ValueError(f"targets must have shape {tuple(logits.shape[:-1])} (the logits' leading axes), "
                          f"got {tuple(targets.shape)}")
     V = logits.shape[-1]
     loss, dlogits = cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
-    return float(loss), dlogits.reshape(logits.shape)
+    return loss, dlogits.reshape(logits.shape)  # loss: 0-d, on the logits' device
 
 
 def masked_token_loss(logits, targets, chosen):

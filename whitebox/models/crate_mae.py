@@ -50,7 +50,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import array_module
+from ..backend import array_module, is_device_array, to_host
 from ..blocks import crate_layer, decoder_layer, stack
 from ..blocks.attention import AttentionSpec
 from ..blocks.crate_layer import CrateLayerSpec
@@ -226,6 +226,8 @@ def masked_positions(mask: Mask, num_patches: int):
 
 
 def _check_mask(mask: Mask, cfg: Config, batch: int, xp) -> Mask:
+    """The mask on ``xp``, its shapes checked; that it is a partition of 0..n-1 is checked for host masks
+    only, before any transfer (a device mask would need a host sync; :func:`make_mask` builds valid ones)."""
     if not isinstance(mask, Mask):
         raise TypeError(f"mask must be a Mask (from make_mask or no_mask), got {type(mask).__name__}")
     keep, masked = xp.asarray(mask.keep), xp.asarray(mask.masked)
@@ -235,9 +237,10 @@ def _check_mask(mask: Mask, cfg: Config, batch: int, xp) -> Mask:
     if keep.shape[1] + masked.shape[1] != n or keep.shape[1] < 1:
         raise ValueError(f"mask must split the {n} patches into >= 1 kept and the rest masked, "
                          f"got {keep.shape[1]} kept and {masked.shape[1]} masked")
-    both = xp.sort(xp.concatenate([keep, masked], axis=1), axis=1)
-    if not bool((both == xp.arange(n)).all()):
-        raise ValueError("mask.keep and mask.masked must together hold every patch index 0..n-1 exactly once per image")
+    if not is_device_array(mask.keep):  # the values need the host: device masks (make_mask's) are not re-checked
+        both = np.sort(np.concatenate([to_host(mask.keep), to_host(mask.masked)], axis=1), axis=1)
+        if not (both == np.arange(n)).all():
+            raise ValueError("mask.keep and mask.masked must together hold every patch index 0..n-1 exactly once per image")
     return Mask(keep, masked)
 
 
@@ -410,7 +413,8 @@ def reconstruction_loss(pred, images, mask: Mask | None, cfg: Config):
 
     ``loss = Σ_{b, j masked} mean_P (pred − target)² / M`` with ``M`` the number of masked
     patches in the batch; ``dpred = 2 (pred − target) / (P M)`` on masked patches, 0 elsewhere.
-    With ``mask=None`` (or a mask that hides nothing) every patch counts.
+    With ``mask=None`` (or a mask that hides nothing) every patch counts. ``loss`` is a 0-d array on
+    the predictions' module (``float()`` it to print it: on a GPU that waits for the device).
     """
     xp = array_module(pred)
     target = patch_targets(images, cfg)
@@ -424,7 +428,7 @@ def reconstruction_loss(pred, images, mask: Mask | None, cfg: Config):
         masked = masked_positions(_check_mask(mask, cfg, B, xp), n)
         weight = masked / masked.sum()  # (B, n): 1/M on masked patches
         weight = weight.astype(diff.dtype)
-    loss = float(((diff * diff).mean(axis=-1) * weight).sum())
+    loss = ((diff * diff).mean(axis=-1) * weight).sum()  # 0-d, on the device
     dpred = diff * (2.0 / P) * weight[..., None]
     return loss, dpred
 

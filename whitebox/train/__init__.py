@@ -5,7 +5,7 @@
 ``build``           a config's task (its data), optimiser, schedule and parameters
 ``run``             :func:`start_run`, :func:`resume_run`, :func:`load_run`, :func:`evaluate_checkpoint`,
                     :func:`evaluate_weights` (a weights file not trained here)
-``task``            the protocol a task implements for the loop; ``step_rng(seed, step)``
+``task``            the protocol a task implements for the loop; the run's generator ``run_rng``
 ``classification``  :class:`ClassificationTask`: augmented batches, label-smoothed cross-entropy
 ``mae_task``        masked autoencoding with CRATE-MAE
 ``lm_task``         character language modelling with causal CRATE
@@ -22,10 +22,11 @@
 A task is any object with ``steps_per_epoch`` and three methods::
 
     task.batches(epoch, start)                       -> iterator of batches
-    task.loss_and_grads(params, batch, step_rng)     -> (loss, grads, metrics)   # metrics["n"]: batch size
+    task.loss_and_grads(params, batch, step_rng)     -> (loss, grads, metrics)   # numbers or 0-d device arrays
     task.evaluate(params)                            -> metrics on the held-out split
 
-(on several ranks both also take ``part = (rank, size)``: :mod:`whitebox.train.task`)
+(``metrics["n"]``: the batch size; on several ranks both also take ``part = (rank, size)``:
+:mod:`whitebox.train.task`)
 
 and plugs into the run path with one builder in :data:`whitebox.train.build.BUILDERS`. A task with
 state of its own (DINO's teacher and centre) also has ``after_update(params, step)``, called by the

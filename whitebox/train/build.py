@@ -16,6 +16,7 @@ from types import ModuleType
 
 import numpy as np
 
+from ..backend import use_tf32
 from ..data import dataset_info, default_augmentation, load_dataset
 from ..data.bpe import make_tokenizer, tokenizer_from_json
 from ..data.plays import evenly, genre_passages
@@ -204,5 +205,7 @@ BUILDERS = {"classification": build_classification, "mae": build_mae, "lm": buil
 
 def build_task(config: RunConfig, xp: ModuleType = np, *, data_dir=None, tokenizer: Tokenizer | None = None,
                train: bool = True):
-    """``(task, config, meta)`` of the config (module doc); ``train=False`` skips the training images."""
+    """``(task, config, meta)`` of the config (module doc); ``train=False`` skips the training images.
+    Sets the config's matmul mode on ``xp`` (``config.tf32``, :func:`whitebox.backend.use_tf32`)."""
+    use_tf32(xp, config.tf32)
     return BUILDERS[config.task](config, xp, data_dir, tokenizer, train)

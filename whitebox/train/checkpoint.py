@@ -7,10 +7,11 @@ Layout of the archive (plain arrays, readable with ``numpy.load`` and no pickle)
     task/<key>           the task's own state, if it has one (``task.state()``: DINO's teacher and centre)
     meta                 a JSON text: epoch, step, the random-number state, the run's config, ...
 
-The random-number state is small on purpose: the batch order of epoch ``k`` is a function of
-``(seed, k)`` (:func:`whitebox.data.epoch_order`) and the augmentation of step ``t`` draws from a
-generator seeded by ``(seed, t)`` (:func:`whitebox.train.task.step_rng`), so ``seed`` and ``step``
-*are* the whole state; ``meta["rng"]`` records them with the scheme's name.
+The random-number state is small: the batch order of epoch ``k`` is a function of ``(seed, k)``
+(:func:`whitebox.data.epoch_order`), and the augmentation draws from the run's one generator
+(:func:`whitebox.train.task.run_rng`), whose NumPy state at the start of the step in progress is
+``meta["rng"]["state"]`` (a JSON dict; ``None`` for a task that draws nothing); ``meta["rng"]`` also records ``seed``, ``step`` and the scheme's name.
+A checkpoint without ``"state"`` (older whitebox) resumes with the generator of ``(seed, step)``.
 
 Files are written with :func:`whitebox.io.atomic_write`: a crash or Ctrl-C during a save leaves
 the previous checkpoint intact. :func:`load_checkpoint` refuses, with :class:`CheckpointError`

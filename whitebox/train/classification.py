@@ -23,6 +23,7 @@ import numpy as np
 from ..backend import array_module, to_device
 from ..data import Augmentation, DatasetInfo, augment, batches, normalize, num_batches
 from ..layers.loss import cross_entropy
+from ..validate import check_class_labels
 from .task import means, share
 
 
@@ -62,6 +63,7 @@ class ClassificationTask:
                        seed=self.seed, epoch=epoch, start_batch=start)
 
     def loss_and_grads(self, params: dict, batch, step_rng, part: tuple = (0, 1)):
+        check_class_labels("labels", batch[1], len(batch[1]), self.cfg.num_classes)  # on the host batch, once
         images, labels = (to_device(a, self.xp) for a in batch)  # B,C,H,W uint8 and B
         if self.augmentation is not None:
             images = augment(images, self.augmentation, step_rng)  # drawn for the whole batch
@@ -70,9 +72,9 @@ class ClassificationTask:
         logits, cache = self.model.forward(params, self._inputs(images), self.cfg)  # B,classes
         loss, dlogits = cross_entropy(logits, labels, self.label_smoothing)
         grads = self.model.backward(dlogits, cache)
-        correct = (logits.argmax(axis=-1) == labels).sum()
+        correct = (logits.argmax(axis=-1) == labels).sum()  # 0-d, on the device: no host sync
         n = len(labels)
-        return float(loss), grads, {"loss": float(loss), "accuracy": float(correct) / n, "n": n}
+        return loss, grads, {"loss": loss, "accuracy": correct / n, "n": n}
 
     def evaluate(self, params: dict, part: tuple = (0, 1)) -> dict:
         """Loss (label-smoothed, as in training) and accuracy over the test split (the batches of

@@ -242,6 +242,7 @@ class RunConfig:
     # once, when the run starts), the head re-initialised; linear_probe: train only the head
     init_from: str | None = None
     linear_probe: bool = False
+    tf32: bool = False  # TF32 float32 matmuls on CuPy (whitebox.backend.use_tf32); a no-op on NumPy
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "betas": None if self.betas is None else list(self.betas)}
@@ -289,7 +290,7 @@ def _upgraded(data: dict) -> dict:
 
 RECIPE_FIELDS = ("optimizer", "lr", "betas", "weight_decay", "epochs", "batch_size", "warmup_epochs", "min_lr",
                  "label_smoothing", "clip_grad", "augment", "eval_batch_size")
-RUN_FIELDS = ("seed", "dtype", "train_limit", "test_limit", "init_from", "linear_probe")
+RUN_FIELDS = ("seed", "dtype", "train_limit", "test_limit", "init_from", "linear_probe", "tf32")
 
 
 def resolve_config(model: str | None = None, preset: str | None = None, *, task: str | None = None,

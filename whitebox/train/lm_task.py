@@ -41,6 +41,8 @@ class LMTask:
     eval_windows : validation windows read by :meth:`evaluate` (None: the whole validation text).
     """
 
+    uses_rng = False  # the windows come from batches(); a step draws nothing
+
     def __init__(self, cfg, train_tokens, val_tokens, *, batch_size: int, steps_per_epoch: int, seed: int,
                  xp=np, eval_windows: int | None = 256):
         self.cfg, self.train_tokens, self.val_tokens = cfg, np.asarray(train_tokens), np.asarray(val_tokens)
@@ -55,6 +57,8 @@ class LMTask:
 
     def loss_and_grads(self, params: dict, batch, step_rng, part: tuple = (0, 1)):
         mine = share(len(batch[0]), part)
+        for name, a in zip(("x", "y"), batch):
+            crate_lm.check_tokens(a, self.cfg, name)  # the id range, once, on the host batch
         x, y = (to_device(a[mine], self.xp) for a in batch)  # b,T each: this rank's share
         logits, cache = crate_lm.forward(params, x, self.cfg)  # B,T,V
         loss, dlogits = crate_lm.next_token_loss(logits, y)

@@ -2,31 +2,53 @@
 
 One step, at update ``t``::
 
-    loss, grads, metrics = task.loss_and_grads(params, batch, step_rng(seed, t))
-    ‖g‖ = clip_grad_norm(grads, clip) or the global norm      # checked finite with the loss
-    optimizer.step(params, grads, state, lr=schedule(t))       # Ctrl-C waits for it to finish
+    loss, grads, metrics = task.loss_and_grads(params, batch, rng)   # rng: the run's generator
+    g ← grads                                  # copied into one flat buffer per dtype (whitebox.flat)
+    ‖g‖ = clip_grads(g, clip) or grad_norm(g)  # on the device
+    ok ← ok and isfinite(loss) and isfinite(‖g‖)               # on the device, sticky
+    optimizer.update(params, g, state, lr=schedule(t), ok=ok)  # fused; Ctrl-C waits for it to finish
 
 (with ``trained`` names given, a linear probe: ``grads`` and ``params`` are those entries only, so the
 other parameters get no update and stay bit for bit, and the clipped norm is that of the trained ones)
 
 and at the end of each epoch: evaluate on the held-out split, append a line to ``metrics.jsonl``,
 save the checkpoint, redraw the curves (with the ``curves`` function given, e.g.
-:func:`whitebox.figures.plot_curves`). What the loop guarantees:
+:func:`whitebox.figures.plot_curves`).
+
+**Host synchronisations.** A step never waits for the device: the parameters, gradients and
+optimiser slots are flat buffers updated by a few fused array operations, and the loss, metrics,
+gradient norm and the finite flag stay on the device (the epoch's sums too). They come to the host
+together, in one transfer, at a *sync point*: every ``log_every`` steps (the progress bar's figures),
+before each evaluation and save, and at the end. So a run makes at most one device→host
+synchronisation per ``log_every`` steps, plus those of its evaluations (a task's ``evaluate`` may
+synchronise per batch). With several ranks, each step's metrics also go through the host once
+(the all-reduce of the loss and metrics runs over MPI).
+
+What the loop guarantees:
 
 * **Exact resume.** Batches come from ``task.batches(epoch, start)`` (order fixed by the seed and
-  the epoch) and randomness from ``step_rng(seed, t)``, so a run resumed from a checkpoint at
-  any step, even mid-epoch, takes exactly the steps the uninterrupted run would have taken.
+  the epoch) and randomness from the run's generator (:func:`whitebox.train.task.run_rng`), whose
+  state at the start of the step in progress is saved with the checkpoint, so a run resumed from a
+  checkpoint at any step, even mid-epoch, takes exactly the steps the uninterrupted run would have
+  taken (on the GPU too: the generator is NumPy's, its draws uploaded).
 * **Ctrl-C and SIGTERM save.** A ``KeyboardInterrupt`` (or SIGTERM) saves a checkpoint and re-raises
   as :class:`TrainingInterrupted`, which says where the checkpoint is; a second Ctrl-C waits for
   that save.
-* **Divergence stops.** A non-finite loss or gradient raises :class:`NonFiniteLossError` naming
-  the step, *before* the update and without saving: the last checkpoint stays the last good one.
+* **Divergence stops.** A non-finite loss or gradient norm at step ``t`` clears the device flag
+  ``ok``; from then on every update is vetoed on the device (:meth:`whitebox.optim.Optimizer.update`:
+  parameters and optimiser state keep their bits). At the next sync point, at most ``log_every``
+  steps later and always before any save, the loop raises :class:`NonFiniteLossError` naming step
+  ``t`` with its loss and norm, after winding ``state.step`` (and the optimiser's counter) back to
+  ``t``: the state in memory is the one *before* the bad update, and nothing was saved since, so the
+  last checkpoint stays the last good one (the epoch's running sums are not meaningful then). A
+  save never writes a state with a non-finite step behind it: it syncs first, and raises instead.
   A non-finite evaluation raises :class:`NonFiniteEvaluationError` before the epoch is logged or
   saved, for the same reason.
 * **Data parallel on a communicator** (:mod:`whitebox.distributed`). With ``comm.size = N > 1``
-  each rank computes its share of the global batch (:mod:`whitebox.train.task`), and one
-  all-reduce per step sums ``[n_r ḡ_r (every gradient, in sorted key order), n_r·loss, n_r·metrics, n_r]``;
-  dividing by ``Σ n_r`` gives every rank the global batch's mean gradient and metrics, so all
+  each rank computes its share of the global batch (:mod:`whitebox.train.task`), and the flat
+  gradient buffer is all-reduced in place (one collective per dtype buffer), with the loss and
+  metrics in a second, small one: ``[n_r ḡ_r, n_r·loss, n_r·metrics, n_r]`` summed over the ranks and
+  divided by ``Σ n_r`` gives every rank the global batch's mean gradient and metrics, so all
   ranks take the same update (the one a single process takes, up to rounding). The evaluation is
   shared and reduced the same way. Only rank 0 prints, writes ``metrics.jsonl``, the curves and
   the checkpoint; a failure of those writes stops every rank (no rank waits for ever).
@@ -42,15 +64,18 @@ from typing import Callable
 import numpy as np
 
 from ..backend import array_module
-from ..distributed import SINGLE, Communicator, flatten, unflatten
-from ..optim import clip_grad_norm
+from ..distributed import SINGLE, Communicator
+from ..flat import flat_assign, flat_copy, flat_zeros, is_flat
+from ..optim import clip_grads, grad_norm
 from ..io import RunPaths
 from .checkpoint import save_checkpoint
 from .interrupt import deferred_interrupt, terminate_as_interrupt
-from .metrics import EpochMeter, append_metrics, read_metrics
+from .metrics import EpochMeter, append_metrics, host_values, read_metrics
 from .progress import bar_postfix, epoch_bar
 from .state import TrainState
-from .task import Task, step_rng
+from .task import Task, run_rng
+
+LOG_EVERY = 50  # steps between sync points (module doc): the progress bar's refresh, the divergence check
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -96,17 +121,33 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def global_norm(grads: dict) -> float:
-    """``(Σ_name ‖g_name‖²)^½``, the norm that :func:`whitebox.optim.clip_grad_norm` caps."""
-    xp = array_module(*grads.values())
-    return math.sqrt(float(sum(xp.vdot(g.ravel(), g.ravel()) for g in grads.values())))  # one device sync
+class Divergence:
+    """The device-side watch of the finite check (module doc, "Divergence stops"), read at sync points.
+
+    ``ok`` (0-d bool) is True until a step has a non-finite loss or gradient norm, and stays False
+    after; ``good`` counts the steps since the last sync that kept it True; ``record`` is
+    ``[loss, norm]`` of the latest step that found it True: the first bad step's, once it is False.
+    """
+
+    def __init__(self, xp):
+        self.xp = xp
+        self.ok, self.good, self.record = xp.asarray(True), xp.zeros(()), xp.zeros(2)
+
+    def watch(self, loss, norm):
+        """Fold one step's loss and norm in; returns the new ``ok`` (a 0-d bool array: the step's veto)."""
+        xp = self.xp
+        values = xp.stack([xp.asarray(loss, dtype=np.float64), norm.astype(np.float64)])  # [loss, ‖g‖]
+        self.record = xp.where(self.ok, values, self.record)
+        self.ok = self.ok & xp.isfinite(values).all()
+        self.good = self.good + self.ok
+        return self.ok
 
 
 class _Run:
     """The fixed parts of one call of :func:`fit`, so that each phase is a short method."""
 
     def __init__(self, task, optimizer, schedule, *, epochs, seed, paths, meta, clip_grad, max_steps,
-                 saved_step, quiet, echo, curves, on_step, trained, comm):
+                 saved_step, quiet, echo, curves, on_step, trained, comm, log_every):
         self.task, self.optimizer, self.schedule, self.curves = task, optimizer, schedule, curves
         self.trained = None if trained is None else tuple(trained)
         self.comm = comm
@@ -114,6 +155,7 @@ class _Run:
         self.on_step = on_step
         self.epochs, self.seed, self.paths, self.meta = epochs, seed, paths, meta
         self.clip_grad, self.quiet, self.echo = clip_grad, quiet, echo
+        self.log_every = log_every
         self.steps_per_epoch = task.steps_per_epoch
         if self.steps_per_epoch < 1:
             raise ValueError("the task has no training batches (an empty training set?)")
@@ -121,8 +163,37 @@ class _Run:
         self.stop = total if max_steps is None else min(total, max_steps)
         self.saved_step = saved_step
 
+    def start(self, state: TrainState) -> None:
+        """Flat parameters (the trained ones) and gradients, the run's generator, the divergence watch."""
+        trained = trained_params(state.params, self.trained)
+        self.flat = trained if is_flat(trained) else flat_copy(trained)
+        state.params = self.flat if self.trained is None else {**state.params, **self.flat}
+        self.xp = array_module(*self.flat.buffers)
+        self.grads = flat_zeros(self.flat.layout, self.xp)
+        if state.rng is None and getattr(self.task, "uses_rng", True):
+            state.rng = run_rng(self.seed, state.step, self.xp, state.rng_saved)
+        self.divergence, self.synced_step = Divergence(self.xp), state.step
+
+    def sync(self, state: TrainState, bar=None, seen: int = 0, seconds: float = 0.0) -> None:
+        """The sync point: one transfer of the finite flag, the record and the meter's sums; raises
+        :class:`NonFiniteLossError` if a step since the last sync was not finite (module doc)."""
+        d, sums = self.divergence, state.meter.device_sums()
+        ok, good, loss, norm, *values = host_values([d.ok, d.good, d.record[0], d.record[1], *sums.values()])
+        if not ok:
+            bad = self.synced_step + round(good)
+            state.opt_state["step"] -= state.step - bad
+            state.step = bad
+            epoch, batch_index = divmod(bad, self.steps_per_epoch)
+            raise NonFiniteLossError(bad, epoch, batch_index, loss, norm, self.paths.checkpoint, self.saved_step)
+        state.meter.fetch(dict(zip(sums, values)))
+        d.good, self.synced_step = self.xp.zeros(()), state.step
+        if bar is not None and seconds > 0:
+            bar.set_postfix(bar_postfix(state.meter.averages(), (state.meter.count - seen) / seconds), refresh=False)
+
     def save(self, state: TrainState) -> Path:
-        """Rank 0 writes the checkpoint; every rank raises if that fails."""
+        """Sync (refusing to save after a non-finite step), then rank 0 writes the checkpoint; every rank
+        raises if that fails."""
+        self.sync(state)
         with self.comm.together("saving the checkpoint"):
             if self.comm.is_root:
                 meta = {**self.meta, **state.meta(self.steps_per_epoch, self.seed)}
@@ -134,16 +205,14 @@ class _Run:
     def train_epoch(self, state: TrainState) -> None:
         """Steps from ``state.step`` to the end of its epoch, or to the stop."""
         epoch, start = divmod(state.step, self.steps_per_epoch)
-        xp = array_module(*state.params.values())
         began, seen = time.perf_counter(), state.meter.count
         try:
             with epoch_bar(epoch, self.epochs, self.steps_per_epoch, start, self.quiet) as bar:
                 for batch in self.task.batches(epoch, start):
-                    self.step(state, batch, xp)
+                    self.step(state, batch)
                     bar.update(1)
-                    seconds = time.perf_counter() - began
-                    bar.set_postfix(bar_postfix(state.meter.averages(), (state.meter.count - seen) / seconds),
-                                    refresh=False)
+                    if state.step % self.log_every == 0:
+                        self.sync(state, bar, seen, time.perf_counter() - began)
                     if state.step >= self.stop:
                         break
         finally:
@@ -151,20 +220,17 @@ class _Run:
             state.epoch_time += seconds
             state.train_time += seconds
 
-    def step(self, state: TrainState, batch, xp) -> None:
-        loss, grads, metrics = self.task.loss_and_grads(state.params, batch, step_rng(self.seed, state.step, xp),
-                                                        *self.part)
-        grads = trained_params(grads, self.trained)
+    def step(self, state: TrainState, batch) -> None:
+        state.mark_rng()
+        loss, grads, metrics = self.task.loss_and_grads(state.params, batch, state.rng, *self.part)
+        flat_assign(self.grads, trained_params(grads, self.trained))
         if self.comm.size > 1:
-            loss, grads, metrics = reduce_step(self.comm, loss, grads, metrics, xp)
-        norm = clip_grad_norm(grads, self.clip_grad) if self.clip_grad else global_norm(grads)
-        if not (math.isfinite(loss) and math.isfinite(norm)):
-            epoch, batch_index = divmod(state.step, self.steps_per_epoch)
-            raise NonFiniteLossError(state.step, epoch, batch_index, loss, norm, self.paths.checkpoint,
-                                     self.saved_step)
+            loss, metrics = reduce_step(self.comm, loss, self.grads, metrics)
+        norm = clip_grads(self.grads, self.clip_grad) if self.clip_grad else grad_norm(self.grads)
+        ok = self.divergence.watch(loss, norm)
         lr = self.schedule(state.step)
         with deferred_interrupt():
-            self.optimizer.step(trained_params(state.params, self.trained), grads, state.opt_state, lr=lr)
+            self.optimizer.update(self.flat, self.grads, state.opt_state, lr, ok=ok)
             state.step += 1
             state.meter.add(metrics)
             if hasattr(self.task, "after_update"):  # a task with state of its own (DINO's teacher)
@@ -173,9 +239,11 @@ class _Run:
             self.on_step(state.step, loss)
 
     def finish_epoch(self, state: TrainState) -> None:
-        """Evaluate, log a line, save the checkpoint, redraw the curves, print a summary."""
+        """Sync, evaluate, log a line, save the checkpoint, redraw the curves, print a summary."""
+        self.sync(state)
         began = time.perf_counter()
-        evaluation = reduce_means(self.comm, self.task.evaluate(state.params, *self.part))
+        evaluation = self.task.evaluate(state.params, *self.part)
+        evaluation = reduce_means(self.comm, dict(zip(evaluation, host_values(list(evaluation.values())))))
         eval_time = time.perf_counter() - began
         if not all(math.isfinite(v) for v in evaluation.values()):
             raise NonFiniteEvaluationError(state.step, evaluation, self.paths.checkpoint, self.saved_step)
@@ -204,18 +272,19 @@ class _Run:
             self.echo(epoch_summary(record, self.epochs))
 
 
-def reduce_step(comm: Communicator, loss: float, grads: dict, metrics: dict, xp) -> tuple[float, dict, dict]:
-    """The global batch's ``(loss, grads, metrics)`` from each rank's means over its share: one all-reduce
-    of ``[n_r g_r, n_r loss_r, n_r metrics_r, n_r]`` (gradients in sorted key order), divided by ``Σ n_r``."""
-    keys, names = sorted(grads), [k for k in metrics if k != "n"]  # the same order on every rank (same code)
-    n = metrics["n"]
-    flat = flatten(grads, keys, xp, extra=[loss, *(metrics[k] for k in names), 1.0])
-    flat *= n
-    comm.allreduce_(flat)
-    total = float(flat[-1])
-    flat /= total
-    grads, (loss, *values, _) = unflatten(flat, grads, keys)
-    return loss, grads, {**dict(zip(names, values)), "n": round(total)}
+def reduce_step(comm: Communicator, loss, grads, metrics: dict) -> tuple[float, dict]:
+    """The global batch's mean gradient, in place in the flat buffer ``grads``, and its ``(loss, metrics)``,
+    from each rank's means over its share: ``[n_r g_r]`` is all-reduced buffer by buffer where it is, and
+    ``[n_r loss_r, n_r metrics_r, n_r]`` on the host (one synchronisation); both divided by ``Σ n_r``."""
+    names, n = [k for k in metrics if k != "n"], metrics["n"]  # the same order on every rank (same code)
+    small = comm.allreduce_(np.array([*host_values([loss, *(metrics[k] for k in names)]), 1.0]) * n)
+    total = small[-1]
+    for buffer in grads.buffers:
+        buffer *= n
+        comm.allreduce_(buffer)
+        buffer /= total
+    loss, *values = (small[:-1] / total).tolist()
+    return loss, {**dict(zip(names, values)), "n": round(total)}
 
 
 def reduce_means(comm: Communicator, metrics: dict) -> dict:
@@ -246,7 +315,7 @@ def fit(task: Task, state: TrainState, optimizer, schedule: Callable[[int], floa
         paths: RunPaths, meta: dict | None = None, clip_grad: float | None = None, max_steps: int | None = None,
         saved_step: int | None = None, quiet: bool = False, echo: Callable[[str], None] = say,
         curves: Callable | None = None, on_step: Callable[[int, float], None] | None = None,
-        trained: tuple | None = None, comm: Communicator = SINGLE) -> TrainState:
+        trained: tuple | None = None, comm: Communicator = SINGLE, log_every: int = LOG_EVERY) -> TrainState:
     """Train ``state`` (in place) until ``epochs`` epochs, or ``max_steps`` updates, are done.
 
     Parameters
@@ -262,18 +331,25 @@ def fit(task: Task, state: TrainState, optimizer, schedule: Callable[[int], floa
     saved_step : the step of the checkpoint already on disk (when resuming), for messages.
     quiet : no progress bar and no per-epoch lines.
     curves : ``curves(records, path, title=...)`` redraws the learning curves after each epoch, or None.
-    on_step : ``on_step(step, loss)`` after each update (``step``: updates taken), or None.
+    on_step : ``on_step(step, loss)`` after each update (``step``: updates taken; ``loss`` as the task
+        returned it, a number or a 0-d device array: converting it waits for the device), or None.
     trained : the names of the parameters to update (a linear probe), or None for all; the optimiser's
         state must be that of these parameters (``optimizer.init(trained_params(params, trained))``).
     comm : the ranks that train together (:mod:`whitebox.distributed`); every rank calls ``fit`` with
         the same arguments and parameters; only rank 0 prints and writes (module doc).
+    log_every : steps between sync points (module doc): the progress bar's refresh and the latest a
+        non-finite step is reported.
+
+    ``state.params`` comes back as flat buffers (:class:`whitebox.flat.FlatTree`, or a dict whose trained
+    entries are its views), which are the arrays the run updated.
 
     Raises :class:`NonFiniteLossError`, :class:`NonFiniteEvaluationError` and
     :class:`TrainingInterrupted` (see the module doc).
     """
     run = _Run(task, optimizer, schedule, epochs=epochs, seed=seed, paths=paths, meta=dict(meta or {}),
                clip_grad=clip_grad, max_steps=max_steps, saved_step=saved_step, quiet=quiet or not comm.is_root,
-               echo=echo, curves=curves, on_step=on_step, trained=trained, comm=comm)
+               echo=echo, curves=curves, on_step=on_step, trained=trained, comm=comm, log_every=log_every)
+    run.start(state)
     with terminate_as_interrupt():
         try:
             while True:

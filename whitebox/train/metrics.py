@@ -13,25 +13,40 @@ or a kill is skipped when reading and cut off before the next append (:mod:`whit
 
 from __future__ import annotations
 
+import numpy as np
+
+from ..backend import array_module, is_device_array, to_host
 from ..io import append_json_line, read_json_lines
 
 
 class EpochMeter:
     """Weighted sums of a task's per-batch metrics (weights: the ``"n"`` examples of each batch).
 
-    Its state is a plain dict of floats, so that a checkpoint taken in the middle of an epoch can
-    carry it and the resumed epoch reports the averages over all of its batches.
+    A metric may be a Python number or a 0-d array on the device: the sums then stay on the device
+    (in float64), so adding a batch never waits for it; :meth:`fetch` brings them to the host, which
+    the loop does once per logging interval. On the host its state is a plain dict of floats, so
+    that a checkpoint taken in the middle of an epoch can carry it and the resumed epoch reports
+    the averages over all of its batches. ``"n"`` is always a host integer.
     """
 
     def __init__(self, sums: dict | None = None):
         self.sums = dict(sums or {})
 
     def add(self, metrics: dict) -> None:
-        n = metrics["n"]
+        n = int(metrics["n"])
         self.sums["n"] = self.sums.get("n", 0) + n
         for key, value in metrics.items():
             if key != "n":
-                self.sums[key] = self.sums.get(key, 0.0) + float(value) * n
+                value = value.astype(np.float64) if hasattr(value, "astype") else float(value)
+                self.sums[key] = self.sums.get(key, 0.0) + value * n
+
+    def device_sums(self) -> dict:
+        """The sums that are still arrays (not yet fetched)."""
+        return {key: v for key, v in self.sums.items() if key != "n" and hasattr(v, "dtype")}
+
+    def fetch(self, values: dict) -> None:
+        """Replace the sums by their host values (``values``: key → float, from :func:`host_values`)."""
+        self.sums.update(values)
 
     @property
     def count(self) -> int:
@@ -41,6 +56,18 @@ class EpochMeter:
         """``{key: Σ n·value / Σ n}``; empty before the first batch."""
         n = self.sums.get("n", 0)
         return {key: value / n for key, value in self.sums.items() if key != "n"} if n else {}
+
+
+def host_values(values: list) -> list:
+    """Python floats of ``values`` (numbers, or 0-d arrays of one module): the device arrays come to
+    the host stacked in one transfer, i.e. one device→host synchronisation for the whole list."""
+    out = list(values)
+    where = [i for i, v in enumerate(values) if is_device_array(v)]
+    if where:
+        xp = array_module(*(values[i] for i in where))
+        for i, v in zip(where, to_host(xp.stack([values[i].astype(np.float64) for i in where]))):
+            out[i] = v
+    return [float(v) for v in out]
 
 
 def append_metrics(path, record: dict) -> None:

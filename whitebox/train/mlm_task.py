@@ -77,6 +77,8 @@ class MLMTask(LMTask):
     tokens, which reserves :data:`whitebox.data.text.MASK`.
     """
 
+    uses_rng = True  # unlike the causal LM it inherits from: the masks are drawn per step
+
     def __init__(self, cfg, train_tokens, val_tokens, *, tokenizer, **options):
         super().__init__(cfg, train_tokens, val_tokens, **options)
         self.mask_id, self.num_regular = tokenizer.special_id(MASK), tokenizer.num_regular

@@ -2,7 +2,8 @@
 
 A run at update ``step`` is in epoch ``step // steps_per_epoch``, at batch
 ``step % steps_per_epoch`` of it; with the seed, that fixes the next batch and its augmentation,
-so parameters, optimiser state and ``step`` are enough to continue bit for bit. The rest
+so parameters, optimiser state, ``step`` and the state of the run's generator (:func:`whitebox.train.task.run_rng`,
+as it was at the start of the step in progress) are enough to continue bit for bit. The rest
 (``logged_epochs``, the running sums of the epoch's metrics, timers) makes the resumed run's
 reports whole as well.
 """
@@ -15,8 +16,10 @@ from types import ModuleType
 from ..backend import tree_to_device
 from .checkpoint import Checkpoint
 from .metrics import EpochMeter
+from .task import rng_state
 
-RNG_SCHEME = "batch order: default_rng([seed, epoch]); augmentation at step t: step_rng(seed, t)"
+RNG_SCHEME = ("batch order: default_rng([seed, epoch]); augmentation: one NumPy generator per run, "
+              "run_rng(seed, step) at its start, its state saved")
 
 
 @dataclass
@@ -28,15 +31,28 @@ class TrainState:
     meter: EpochMeter = field(default_factory=EpochMeter)  # the current epoch's running sums
     epoch_time: float = 0.0  # seconds of training steps in the current epoch
     train_time: float = 0.0  # seconds of steps and evaluations, over every session of the run
+    rng: object = None  # the run's persistent generator (made by the loop, for tasks that draw)
+    rng_saved: dict | None = None  # a checkpoint's generator state, for the loop's run_rng
+    rng_mark: tuple = (None, None)  # (step, generator state at the start of that step)
+
+    def mark_rng(self) -> None:
+        """Remember the generator's state at the start of step ``self.step`` (a save during the step uses it)."""
+        self.rng_mark = (self.step, rng_state(self.rng))
+
+    def saved_rng(self) -> dict | None:
+        """The generator state to save at ``self.step``: from before the draws of an unfinished step."""
+        if self.rng is None:
+            return self.rng_saved
+        return self.rng_mark[1] if self.rng_mark[0] == self.step else rng_state(self.rng)
 
     def meta(self, steps_per_epoch: int, seed: int) -> dict:
-        """The JSON part of a checkpoint (the arrays are saved separately)."""
+        """The JSON part of a checkpoint (the arrays are saved separately; the meter's sums must be on the host)."""
         epoch, batch = divmod(self.step, steps_per_epoch)
         return {
             "epoch": epoch, "batch": batch, "step": self.step, "steps_per_epoch": steps_per_epoch,
             "logged_epochs": self.logged_epochs, "meter": self.meter.sums,
             "epoch_time": self.epoch_time, "train_time": self.train_time,
-            "rng": {"seed": seed, "step": self.step, "scheme": RNG_SCHEME},
+            "rng": {"seed": seed, "step": self.step, "scheme": RNG_SCHEME, "state": self.saved_rng()},
         }
 
 
@@ -54,4 +70,5 @@ def restore_state(checkpoint: Checkpoint, optimizer, xp: ModuleType, dtype) -> T
         meter=EpochMeter(meta["meter"]),
         epoch_time=meta["epoch_time"],
         train_time=meta["train_time"],
+        rng_saved=meta.get("rng", {}).get("state"),
     )
