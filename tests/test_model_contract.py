@@ -34,7 +34,15 @@ MODELS = {
     "crate-mae-no-cls-normpix": (crate_mae, MAE.replace(cls_token=False, norm_pix_loss=True)),
     "crate-lm": (crate_lm, LM),
     "crate-lm-ista-no-out-projection": (crate_lm, LM.replace(sparse="ista", heads=1, dim_head=8)),
+    "vit": (crate, CRATE.replace(block="transformer")),
+    "vit-mean-mlp2-one-head": (crate, CRATE.replace(block="transformer", pool="mean", mlp_ratio=2, heads=1, dim_head=6)),
+    "gpt": (crate_lm, LM.replace(block="transformer")),
 }
+
+
+def transformer(case) -> bool:
+    """The ViT / GPT baseline: the standard transformer block (no ReLU, no subspaces, no dictionary)."""
+    return getattr(case.cfg, "block", "crate") == "transformer"
 
 
 class Case:
@@ -96,6 +104,8 @@ def gradient_point(case, perturbed):
         params = perturbed(case.model.init(case.cfg, seed=seed, dtype=np.float64), rng)
         inputs = case.inputs(rng)
         out, cache = case.forward(params, inputs)
+        if transformer(case):  # GELU is smooth: every point is a good one
+            return params, inputs, out, cache
         margin, active = relu_margin(case.layer_caches(cache), case.cfg.ista_lambd)
         if margin > 1e-4 and 0 < active < 1:
             return params, inputs, out, cache
@@ -165,7 +175,7 @@ def test_bad_inputs_raise_clear_errors(case):
             case.forward(params, {**inputs, key: x.astype(np.float64)})
         with pytest.raises(ValueError, match="image_size"):
             case.forward(params, {**inputs, key: np.zeros(x.shape[:2] + (16, 16), np.float32)})
-    name = next(k for k in params if k.endswith("attn.qkv"))
+    name = next(k for k in params if k.endswith(("attn.qkv", "attn.qkv.weight")))
     with pytest.raises(ValueError, match=name.replace(".", r"\.")):
         case.forward({**params, name: np.zeros((5, 5), np.float32)}, inputs)
     with pytest.raises(ValueError, match="missing"):
@@ -195,11 +205,17 @@ def test_layer_features_are_the_same_keys_for_every_model(case):
                                         * params[f"{prefix}{ell}.{norm}.weight"] + params[f"{prefix}{ell}.{norm}.bias"])
         eps = getattr(case.cfg, "norm_eps", 1e-5)
         np.testing.assert_allclose(f["attention_inputs"][ell], ln(Z, "attn_norm", eps), atol=1e-10)
-        sparse_norm = "odl_norm" if case.model is crate_alpha else "ista_norm"
+        sparse_norm = "mlp_norm" if transformer(case) else "odl_norm" if case.model is crate_alpha else "ista_norm"
         np.testing.assert_allclose(f["sparse_inputs"][ell], ln(half, sparse_norm, eps), atol=1e-10)
         np.testing.assert_allclose(f["attention"][ell].sum(-1), 1, atol=1e-12)
         assert f["attention"][ell].shape[1] == case.cfg.heads
     np.testing.assert_array_equal(f["inputs"][1], f["outputs"][0])
+    if transformer(case):
+        assert f["codes"][0].shape[-1] == case.cfg.mlp_ratio * case.cfg.dim  # the GELU activations
+        for lookup in (case.model.layer_subspaces, case.model.layer_dictionary):
+            with pytest.raises(ValueError, match="not defined for the transformer block"):
+                lookup(params, 0, case.cfg)
+        return
     U = case.model.layer_subspaces(params, 0, case.cfg)
     assert U.shape == (case.cfg.heads, case.cfg.dim, case.cfg.dim_head)
     assert case.model.layer_dictionary(params, 0, case.cfg).shape[0] == case.cfg.dim
@@ -211,6 +227,10 @@ def test_layer_features_are_the_same_keys_for_every_model(case):
 def test_state_dict_round_trip_with_official_names(name):
     case = Case(name)
     params = case.model.init(case.cfg, seed=2)
+    if transformer(case):
+        with pytest.raises(ValueError, match="not defined for the transformer block"):
+            case.model.to_torch_state_dict(params, case.cfg)
+        return
     if getattr(case.cfg, "mssa", "published") != "published":
         with pytest.raises(ValueError, match="mssa"):
             case.model.to_torch_state_dict(params, case.cfg)

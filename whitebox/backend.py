@@ -10,6 +10,14 @@ Choosing the device
 variable ``WHITEBOX_DEVICE`` (default ``"cpu"``). Asking for the GPU where CuPy or a CUDA device
 is missing raises :class:`DeviceUnavailableError`; whitebox never falls back silently.
 
+Tests without a GPU
+-------------------
+``with use_device_module(module):`` makes ``module`` the device in place of CuPy for the block:
+``get_xp("gpu")``, ``gpu_available``, ``array_module``, ``is_device_array``, ``to_host``,
+``to_device``, ``default_rng`` and ``synchronize`` treat it and its ``ndarray`` as CuPy and CuPy's
+arrays. The test suite passes its strict CuPy stand-in (``tests/strict_device.py``); outside such
+a block, and wherever no test asks for it, CuPy is used exactly as without the hook.
+
 Dtype policy
 ------------
 ``TRAIN_DTYPE`` (float32) for training and benchmarks, ``CHECK_DTYPE`` (float64) for gradient
@@ -18,6 +26,7 @@ checks and property tests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from types import ModuleType
 
@@ -33,7 +42,26 @@ class DeviceUnavailableError(RuntimeError):
     """The GPU was asked for, but CuPy or a CUDA device is missing."""
 
 
+_device_module: ModuleType | None = None  # set by use_device_module (tests), else CuPy is the device
+
+
+@contextlib.contextmanager
+def use_device_module(module: ModuleType):
+    """Inside the block, ``module`` (CuPy-shaped: ``ndarray``, ``asarray``, ``random.default_rng``,
+    ``cuda.runtime.getDeviceCount``, ``cuda.get_current_stream``) is the device in place of CuPy."""
+    global _device_module
+    if not isinstance(getattr(module, "ndarray", None), type):
+        raise TypeError(f"module must be CuPy-shaped, with an ndarray type; got {module!r}")
+    previous, _device_module = _device_module, module
+    try:
+        yield module
+    finally:
+        _device_module = previous
+
+
 def _import_cupy() -> ModuleType | None:
+    if _device_module is not None:
+        return _device_module
     try:
         import cupy  # the one place whitebox imports CuPy
     except Exception:  # ImportError, or a CUDA library failing to load
@@ -92,15 +120,13 @@ def array_module(*arrays) -> ModuleType:
 
 
 def _module_of(a) -> ModuleType:
-    if isinstance(a, np.ndarray) or np.isscalar(a):
-        return np
-    if type(a).__module__.split(".")[0] == "cupy":
-        return _import_cupy()
-    return np
+    return _import_cupy() if is_device_array(a) else np
 
 
 def is_device_array(a) -> bool:
-    """True for a CuPy array."""
+    """True for a CuPy array (an array of the module of :func:`use_device_module` inside its block)."""
+    if _device_module is not None:
+        return isinstance(a, _device_module.ndarray)
     return type(a).__module__.split(".")[0] == "cupy"
 
 

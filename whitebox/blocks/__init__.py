@@ -9,4 +9,9 @@ A block module offers::
 
 ``spec`` is the block's own small frozen dataclass, built by the model from its config. Only
 :mod:`whitebox.blocks.stack` adds the ``layers.{i}.`` prefix.
+
+A model with a ``block`` field chooses its layer from :data:`BLOCKS`: ``"crate"`` (its CRATE layer,
+the default) or ``"transformer"`` (:mod:`whitebox.blocks.transformer_layer`, the ViT/GPT baseline).
 """
+
+BLOCKS = ("crate", "transformer")

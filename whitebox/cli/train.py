@@ -22,10 +22,9 @@ from .. import figures
 from ..data import DATASETS, load_dataset
 from ..distributed import collective_error, communicator, is_collective
 from ..models import crate_lm
-from ..models.registry import available_models
 from ..train import (PRESETS, NonFiniteEvaluationError, NonFiniteLossError, TrainingInterrupted,
                      evaluate_checkpoint, evaluate_weights, load_run, resolve_config, resume_run, start_run)
-from ..train.config import DTYPES, OPTIMIZERS, ConfigError
+from ..train.config import DTYPES, OPTIMIZERS, ConfigError, model_names
 from .common import (PROG, CommandError, UsageError, add_device_argument, command, duration, fraction, key_value,
                      nonnegative_float, nonnegative_int, positive_float, positive_int)
 from .weights import FORMATS, PRESET_RULE, add_model_arguments, eval_config
@@ -83,8 +82,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     what = p.add_argument_group("what to train")
     what.add_argument("--task", choices=tuple(TASK_SPELLINGS),
                       help="classification (default; also 'classify'), mae or lm (default: the preset's)")
-    what.add_argument("--model", choices=available_models(),
-                      help="the classifier (default: crate); mae and lm have one model each")
+    what.add_argument("--model", choices=model_names(),
+                      help="the model (default: the preset's); vit: the ViT baseline of a classifier, gpt: the "
+                           "GPT baseline of --task lm")
     what.add_argument("--preset", choices=tuple(PRESETS), help="the recipe (default: mnist-demo, or the task's; list below)")
     what.add_argument("--dataset", choices=DATASETS,
                       help="the image dataset (default: the preset's); image size and classes follow from it")

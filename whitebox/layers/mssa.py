@@ -46,42 +46,71 @@ def subspaces(W_qkv, heads: int):
     return W_qkv.reshape(heads, inner // heads, d).transpose(0, 2, 1)
 
 
+def split_heads(y, heads: int):
+    """(B, N, K p) → (B, K, N, p), contiguous: head ``k`` is columns ``k p … (k+1) p − 1``."""
+    xp = array_module(y)
+    B, N, inner = y.shape
+    return xp.ascontiguousarray(y.reshape(B, N, heads, inner // heads).transpose(0, 2, 1, 3))
+
+
+def merge_heads(o):
+    """(B, K, N, p) → (B, N, K p): the heads concatenated head-major (the inverse of :func:`split_heads`)."""
+    B, K, N, p = o.shape
+    return o.transpose(0, 2, 1, 3).reshape(B, N, K * p)
+
+
+def attention_weights(q, k, scale: float, causal: bool = False):
+    """``softmax(s q kᵀ)`` over the keys: q, k (B, K, N, p) → (B, K, N, N).
+
+    With ``causal`` query ``i`` sees keys ``j ≤ i`` only (the others get weight 0). Shared by MSSA
+    (``q = k = P_k``) and the standard attention of :mod:`whitebox.layers.mhsa`.
+    """
+    xp = array_module(q)
+    N = q.shape[-2]
+    scores = q @ k.swapaxes(-1, -2)  # (B, K, N, N)
+    scores *= scale
+    if causal:
+        scores[..., xp.triu(xp.ones((N, N), dtype=bool), k=1)] = -xp.inf  # key j > query i
+    return softmax_forward(scores)  # (B, K, N, N), in place of scores
+
+
+def attention_weights_backward(dattn, attn, scale: float):
+    """The gradient of the scores' product ``q kᵀ`` for ``dattn`` (B, K, N, N); overwrites ``dattn``.
+
+    The masked entries have ``attn = 0`` and get no gradient.
+    """
+    # forward: attn = softmax(s · q kᵀ)
+    dscores = softmax_backward(dattn, attn, overwrite_dp=True)
+    dscores *= scale
+    return dscores
+
+
 def attention_heads_forward(x, W_qkv, heads: int, scale: float | None = None, causal: bool = False):
     """``O = [softmax(s P_k P_kᵀ) P_k]_k`` with ``P_k = x U_k``.
 
     x (B, N, d), W_qkv (K p, d) → O (B, N, K p). ``scale`` defaults to ``p^(-1/2)``.
     """
-    xp = array_module(x)
-    B, N, _ = x.shape
     p = W_qkv.shape[0] // heads
     s = p**-0.5 if scale is None else float(scale)
-    qkv = matmul_rows(x, W_qkv.T)  # (B, N, K p)
-    proj = xp.ascontiguousarray(qkv.reshape(B, N, heads, p).transpose(0, 2, 1, 3))  # (B, K, N, p)
-    scores = proj @ proj.swapaxes(-1, -2)  # (B, K, N, N)
-    scores *= s
-    if causal:
-        scores[..., xp.triu(xp.ones((N, N), dtype=bool), k=1)] = -xp.inf  # key j > query i
-    attn = softmax_forward(scores)  # (B, K, N, N), in place of scores
-    out = attn @ proj  # (B, K, N, p)
-    out = out.transpose(0, 2, 1, 3).reshape(B, N, heads * p)  # (B, N, K p)
+    proj = split_heads(matmul_rows(x, W_qkv.T), heads)  # (B, K, N, p)
+    attn = attention_weights(proj, proj, s, causal)  # (B, K, N, N)
+    out = merge_heads(attn @ proj)  # (B, N, K p)
     return out, HeadsCache(x, W_qkv, proj, attn, s)
 
 
 def attention_heads_backward(dout, cache: HeadsCache):
     """Returns ``(dx, dW_qkv)`` for ``dout`` (B, N, K p)."""
     x, W_qkv, proj, attn, s = cache
-    B, K, N, p = proj.shape
-    dO = dout.reshape(B, N, K, p).transpose(0, 2, 1, 3)  # (B, K, N, p)
+    K = proj.shape[1]
+    dO = split_heads(dout, K)  # (B, K, N, p)
     # forward: out = attn @ proj
     dattn = dO @ proj.swapaxes(-1, -2)  # (B, K, N, N)
     dproj = attn.swapaxes(-1, -2) @ dO  # (B, K, N, p)
-    # forward: attn = softmax(s · proj projᵀ); the masked entries have attn = 0 and get no gradient
-    dscores = softmax_backward(dattn, attn, overwrite_dp=True)
-    dscores *= s
+    # forward: attn = softmax(s · proj projᵀ): proj is both the queries and the keys
+    dscores = attention_weights_backward(dattn, attn, s)
     dproj += (dscores + dscores.swapaxes(-1, -2)) @ proj
     # forward: proj = split_heads(x W_qkvᵀ)
-    dqkv = dproj.transpose(0, 2, 1, 3).reshape(B, N, K * p)  # (B, N, K p)
-    dx, dW_qkv, _ = linear_backward(dqkv, LinearCache(x, W_qkv, False))
+    dx, dW_qkv, _ = linear_backward(merge_heads(dproj), LinearCache(x, W_qkv, False))
     return dx, dW_qkv
 
 

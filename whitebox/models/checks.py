@@ -35,3 +35,10 @@ def check_params(params: dict, shapes: dict, inputs, name: str = "images") -> No
     check_same_backend(**{name: inputs, "params": first})
     if inputs.dtype.kind == "f" and inputs.dtype != first.dtype:
         raise TypeError(f"{name} have dtype {inputs.dtype} but the parameters are {first.dtype}; cast the {name}")
+
+
+def check_crate_block(cfg, what: str) -> None:
+    """``what`` exists for CRATE's own layers only: refuse a config with ``block="transformer"``."""
+    if getattr(cfg, "block", "crate") != "crate":
+        raise ValueError(f"{what}: not defined for the transformer block (cfg.block={cfg.block!r}); "
+                         "it exists for block='crate' only")

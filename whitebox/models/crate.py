@@ -9,6 +9,10 @@ Each layer is one step of alternating minimisation of the sparse rate reduction 
 after the patch embedding ``patchify → LN → Linear → LN``, a cls token and a learned position
 embedding; the head is ``LN → Linear`` on the cls token (or the mean token).
 
+With ``block="transformer"`` the same embedding, cls token, positions and head wrap the standard
+pre-norm transformer block instead (:mod:`whitebox.blocks.transformer_layer`): that is the ViT
+baseline (``--model vit``), with no PyTorch CRATE counterpart.
+
 Public surface::
 
     cfg = Config(image_size=32, patch_size=4, channels=3, num_classes=10, dim=192, depth=12, heads=3, dim_head=64)
@@ -22,9 +26,12 @@ Public surface::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ..blocks import crate_layer, head, stack
+from types import ModuleType
+
+from ..blocks import BLOCKS, crate_layer, head, stack, transformer_layer
 from ..blocks.attention import MSSA_FORMS, AttentionSpec
 from ..blocks.crate_layer import CrateLayerSpec
+from ..blocks.transformer_layer import TransformerLayerSpec
 from ..blocks.params import Param, layernorm, linear_default, local, model_parameters, normal, prefixed
 from ..layers.embedding import (
     patch_embed_backward,
@@ -33,7 +40,7 @@ from ..layers.embedding import (
 )
 from ..layers.mssa import subspaces
 from ..layers.pooling import POOLS
-from .checks import check_images, check_params
+from .checks import check_crate_block, check_images, check_params
 from .common import (
     HEAD_TORCH_NAMES,
     ClassifierCache,
@@ -51,15 +58,19 @@ class Config(ImageConfig):
 
     ``mssa="tied"`` selects the paper's form of MSSA (output through the subspaces, JMLR eq. 14)
     with the step ``c = tied_kappa · dim_head / (N tied_eps²)``; ``tied_eps`` is ε, not ε².
+    ``block="transformer"`` makes it the ViT baseline (MHSA and an MLP of width ``mlp_ratio · dim``;
+    ``mssa``, the ISTA steps and the tied fields are then unused).
     """
 
-    CHOICES = {"pool": POOLS, "mssa": MSSA_FORMS}
+    CHOICES = {"pool": POOLS, "mssa": MSSA_FORMS, "block": BLOCKS}
 
     num_classes: int = 10
     pool: str = "cls"
     mssa: str = "published"
     tied_kappa: float = 0.5
     tied_eps: float = 1.0
+    block: str = "crate"
+    mlp_ratio: int = 4
 
     @property
     def num_tokens(self) -> int:
@@ -78,8 +89,15 @@ class Config(ImageConfig):
         return self.tied_kappa * self.dim_head / (self.num_tokens * self.tied_eps**2)
 
 
+def layer_block(cfg: Config) -> tuple[ModuleType, object]:
+    """``(block module, spec)``: the block every layer of ``cfg`` is."""
+    if cfg.block == "transformer":
+        return transformer_layer, TransformerLayerSpec(cfg.dim, cfg.heads, cfg.dim_head, cfg.mlp_ratio)
+    return crate_layer, layer_spec(cfg)
+
+
 def layer_spec(cfg: Config) -> CrateLayerSpec:
-    """The block every layer of ``cfg`` is."""
+    """The CRATE layer of ``cfg`` (``block="crate"``)."""
     attention = AttentionSpec(cfg.dim, cfg.heads, cfg.dim_head, form=cfg.mssa, tied_scale=cfg.tied_scale or 0.0)
     return CrateLayerSpec(attention, cfg.ista_step, cfg.ista_lambd)
 
@@ -117,7 +135,7 @@ def describe(cfg: Config) -> dict:
         **prefixed("embed.", _embed_described(cfg)),
         "cls_token": Param((1, 1, d), normal()),
         "pos_embedding": Param((1, cfg.num_tokens, d), normal()),
-        **stack.shapes(crate_layer, layer_spec(cfg), cfg.depth),
+        **stack.shapes(*layer_block(cfg), cfg.depth),
         **head.shapes(d, cfg.num_classes),
     }
 
@@ -134,7 +152,7 @@ def forward(params: dict, images, cfg: Config, *, keep_features: bool = False):
     check_params(params, shapes(cfg), images)
     z, embed = patch_embed_forward(images, local(params, "embed.", _embed_described(cfg)), cfg.patch_size)  # (B, n, d)
     z, cls = prepend_cls_forward(z, params["cls_token"], params["pos_embedding"])  # (B, N, d)
-    z, layers = stack.forward(z, params, crate_layer, layer_spec(cfg), cfg.depth, keep=keep_features)
+    z, layers = stack.forward(z, params, *layer_block(cfg), cfg.depth, keep=keep_features)
     logits, head_cache = head.forward(z, params, cfg.pool)  # (B, classes)
     return logits, ClassifierCache(cfg, embed, cls, layers, head_cache)
 
@@ -155,16 +173,19 @@ def layer_features(cache: ClassifierCache) -> dict:
 
 def layer_subspaces(params: dict, layer: int, cfg: Config):
     """The subspace bases ``U`` (K, d, p) of layer ``layer``'s MSSA."""
+    check_crate_block(cfg, "the subspaces U")
     return subspaces(params[f"layers.{layer}.attn.qkv"], cfg.heads)
 
 
 def layer_dictionary(params: dict, layer: int, cfg: Config):
     """The ISTA dictionary ``D`` (d, d) of layer ``layer``."""
+    check_crate_block(cfg, "the dictionary D")
     return params[f"layers.{layer}.ista.D"]
 
 
 def torch_names(cfg: Config) -> dict:
     """whitebox parameter name -> official PyTorch CRATE state-dict name (docs/reference.md §5)."""
+    check_crate_block(cfg, "the official PyTorch CRATE names")
     names = {
         "embed.norm_in.weight": "to_patch_embedding.1.weight",
         "embed.norm_in.bias": "to_patch_embedding.1.bias",

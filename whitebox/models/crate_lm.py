@@ -32,6 +32,10 @@ N(0, 0.02²) (GPT-2's; with the tied head they also set the logits' scale), PyTo
 the attention's linear maps, kaiming-uniform for the dictionary with fan_in = d (the LM code's
 ``(4d, d)`` weight), LayerNorms ones and zeros.
 
+With ``block="transformer"`` the layers are the standard pre-norm transformer block with the
+causal mask (:mod:`whitebox.blocks.transformer_layer`): the GPT baseline (``--model gpt``), with
+the same embeddings, final LayerNorm and tied head.
+
 Public surface::
 
     cfg = Config(vocab_size=84, block_size=128, dim=128, depth=4, heads=4, dim_head=32)
@@ -45,14 +49,16 @@ Public surface::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
 
 from ..backend import array_module, to_host
-from ..blocks import causal_layer, stack
+from ..blocks import BLOCKS, causal_layer, stack, transformer_layer
 from ..blocks.attention import AttentionSpec
 from ..blocks.causal_layer import SPARSE_BLOCKS, CausalLayerSpec
+from ..blocks.transformer_layer import TransformerLayerSpec
 from ..blocks.params import Param, layernorm, model_parameters, normal
 from ..layers.embedding import (
     TokenEmbedCache,
@@ -65,7 +71,7 @@ from ..layers.layernorm import LayerNormCache, layernorm_backward, layernorm_for
 from ..layers.linear import LinearCache
 from ..layers.loss import cross_entropy
 from ..layers.mssa import subspaces
-from .checks import check_params
+from .checks import check_crate_block, check_params
 from .config import ModelConfig
 
 EMBED_INIT_STD = 0.02  # GPT-2
@@ -73,9 +79,13 @@ EMBED_INIT_STD = 0.02  # GPT-2
 
 @dataclass(frozen=True)
 class Config(ModelConfig):
-    """A causal CRATE's hyper-parameters (η = λ = 0.1, C = 4, two proximal steps)."""
+    """A causal CRATE's hyper-parameters (η = λ = 0.1, C = 4, two proximal steps).
 
-    CHOICES = {"sparse": SPARSE_BLOCKS}
+    ``block="transformer"``: the GPT baseline (causal MHSA and an MLP of width ``mlp_ratio · dim``;
+    the sparse-coding fields are then unused).
+    """
+
+    CHOICES = {"sparse": SPARSE_BLOCKS, "block": BLOCKS}
 
     vocab_size: int = 84
     block_size: int = 128  # the longest context (learned positions)
@@ -88,6 +98,8 @@ class Config(ModelConfig):
     sparse_steps: int = 2  # T of the overcomplete block
     ista_step: float = 0.1  # η
     ista_lambd: float = 0.1  # λ
+    block: str = "crate"
+    mlp_ratio: int = 4
 
     @property
     def inner_dim(self) -> int:
@@ -101,6 +113,13 @@ class Config(ModelConfig):
     @property
     def project_out(self) -> bool:
         return not (self.heads == 1 and self.dim_head == self.dim)
+
+
+def layer_block(cfg: Config) -> tuple[ModuleType, object]:
+    """``(block module, spec)``: the block every layer of ``cfg`` is."""
+    if cfg.block == "transformer":
+        return transformer_layer, TransformerLayerSpec(cfg.dim, cfg.heads, cfg.dim_head, cfg.mlp_ratio, causal=True)
+    return causal_layer, layer_spec(cfg)
 
 
 def layer_spec(cfg: Config) -> CausalLayerSpec:
@@ -123,7 +142,7 @@ def describe(cfg: Config) -> dict:
     return {
         "tok_embedding": Param((cfg.vocab_size, d), normal(EMBED_INIT_STD)),
         "pos_embedding": Param((cfg.block_size, d), normal(EMBED_INIT_STD)),
-        **stack.shapes(causal_layer, layer_spec(cfg), cfg.depth),
+        **stack.shapes(*layer_block(cfg), cfg.depth),
         **layernorm(d, "final_norm."),
     }
 
@@ -133,11 +152,13 @@ shapes, num_params, init = model_parameters(describe)
 
 def layer_subspaces(params: dict, layer: int, cfg: Config):
     """The subspace bases ``U`` (K, d, p) of layer ``layer``'s MSSA."""
+    check_crate_block(cfg, "the subspaces U")
     return subspaces(params[f"layers.{layer}.attn.qkv"], cfg.heads)
 
 
 def layer_dictionary(params: dict, layer: int, cfg: Config):
     """The dictionary ``D`` (d, m) of layer ``layer`` (encoder and tied decoder)."""
+    check_crate_block(cfg, "the dictionary D")
     return params[f"layers.{layer}.ista.D"]
 
 
@@ -173,7 +194,7 @@ def forward(params: dict, tokens, cfg: Config, *, keep_features: bool = False):
     check_tokens(tokens, cfg)
     check_params(params, shapes(cfg), tokens, "tokens")
     z, embed = token_embed_forward(tokens, params["tok_embedding"], params["pos_embedding"])  # (B, T, d)
-    z, layers = stack.forward(z, params, causal_layer, layer_spec(cfg), cfg.depth, keep=keep_features)
+    z, layers = stack.forward(z, params, *layer_block(cfg), cfg.depth, keep=keep_features)
     h, final_cache = layernorm_forward(z, params["final_norm.weight"], params["final_norm.bias"])  # (B, T, d)
     logits, head_cache = tied_head_forward(h, params["tok_embedding"])  # (B, T, V)
     return logits, LMCache(cfg, embed, layers, final_cache, head_cache)

@@ -12,6 +12,11 @@ Every model module offers the same surface, which is all that training needs::
 A model is listed only when its module is there (found with ``importlib.util.find_spec``, without
 importing it), so CRATE-alpha appears as soon as ``crate_alpha.py`` lands; :func:`get_model`
 imports the module when it is first asked for.
+
+A *variant* is a named setting of a model's Config (:data:`VARIANTS`): ``"vit"`` is CRATE's
+classifier with the standard transformer block. :func:`variant` resolves a name to its base model
+and the fields it fixes; the training code (:func:`whitebox.train.config.model_module`) reads the
+same table for the variants of the generative models (``"gpt"``).
 """
 
 from __future__ import annotations
@@ -25,17 +30,30 @@ MODULES = {
     "crate-alpha": "whitebox.models.crate_alpha",
 }
 
+# name -> (base model, the Config fields the name fixes); add a row for a new variant
+VARIANTS = {
+    "vit": ("crate", {"block": "transformer"}),  # the ViT baseline: CRATE's embedding and head, transformer blocks
+    "gpt": ("crate-lm", {"block": "transformer"}),  # the GPT baseline: causal CRATE's embeddings and tied head
+}
+
+
+def variant(name: str) -> tuple[str, dict]:
+    """``(base model, fixed Config fields)`` of ``name``: ``("crate", {})`` for ``"crate"`` itself."""
+    base, fields = VARIANTS.get(name, (name, {}))
+    return base, dict(fields)
+
 
 def available_models() -> tuple[str, ...]:
-    """The names of the models whose module is installed, in the order of :data:`MODULES`."""
-    return tuple(name for name, module in MODULES.items() if importlib.util.find_spec(module) is not None)
+    """The classifiers whose module is installed, in the order of :data:`MODULES`, then their variants."""
+    installed = tuple(name for name, module in MODULES.items() if importlib.util.find_spec(module) is not None)
+    return installed + tuple(name for name, (base, _) in VARIANTS.items() if base in installed)
 
 
 def get_model(name: str) -> ModuleType:
-    """The module of model ``name``; ``ValueError`` naming the available models otherwise."""
+    """The module of model ``name`` (a variant's: its base's); ``ValueError`` naming the available models otherwise."""
     if name not in available_models():
         raise ValueError(f"unknown model {name!r}; choose one of {available_models()}")
-    return importlib.import_module(MODULES[name])
+    return importlib.import_module(MODULES[variant(name)[0]])
 
 
 def model_of(cfg) -> ModuleType:

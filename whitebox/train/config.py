@@ -38,7 +38,7 @@ from types import ModuleType
 from ..data import dataset_info
 from ..data.catalog import check_dataset
 from ..models import crate_lm, crate_mae
-from ..models.registry import get_model
+from ..models.registry import VARIANTS, available_models, get_model, variant
 
 TASKS = ("classification", "mae", "lm")
 OPTIMIZERS = ("adamw", "lion", "sgd")
@@ -133,14 +133,32 @@ def get_preset(name: str) -> Preset:
 DEFAULT_MODEL = {"classification": "crate", "mae": "crate-mae", "lm": "crate-lm"}
 
 
+def model_names() -> tuple[str, ...]:
+    """Every model a run can train: the classifiers (and their variants), the generative models and theirs."""
+    generative = tuple(GENERATIVE_MODELS) + tuple(n for n, (base, _) in VARIANTS.items() if base in GENERATIVE_MODELS)
+    return available_models() + generative
+
+
 def model_module(name: str) -> ModuleType:
-    """The module of model ``name`` (the classifiers of the registry, CRATE-MAE, causal CRATE)."""
-    if name in GENERATIVE_MODELS:
-        return GENERATIVE_MODELS[name]
-    try:
-        return get_model(name)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    """The module of model ``name`` (the classifiers of the registry, CRATE-MAE, causal CRATE, and the
+    variants of :data:`whitebox.models.registry.VARIANTS`: ``vit`` → CRATE's, ``gpt`` → causal CRATE's)."""
+    base, _ = variant(name)
+    if base in GENERATIVE_MODELS:
+        return GENERATIVE_MODELS[base]
+    if name not in available_models():
+        raise ConfigError(f"unknown model {name!r}; choose one of {model_names()}")
+    return get_model(name)
+
+
+def variant_fields(model: str, overrides: dict) -> dict:
+    """The Config fields that the name ``model`` fixes (``vit``: ``block="transformer"``); a setting
+    in ``overrides`` that contradicts one is a :class:`ConfigError`."""
+    base, fixed = variant(model)
+    for key, value in fixed.items():
+        if key in overrides and overrides[key] != value:
+            raise ConfigError(f"model {model!r} is {base} with {key}={value!r}; --set {key}={overrides[key]!r} "
+                              f"contradicts it (use --model {base})")
+    return fixed
 
 
 @dataclass(frozen=True)
@@ -243,7 +261,8 @@ def resolve_config(model: str | None = None, preset: str | None = None, *, task:
         raise ConfigError(f"preset {preset!r} is a {recipe.task} preset, not a {task} one; choose one of {names}")
     model = model or recipe.model_name
     module = model_module(model)
-    learns_task = model not in GENERATIVE_MODELS if task == "classification" else model == DEFAULT_MODEL[task]
+    base = variant(model)[0]
+    learns_task = base not in GENERATIVE_MODELS if task == "classification" else base == DEFAULT_MODEL[task]
     if not learns_task:
         raise ConfigError(f"model {model!r} does not learn the {task} task")
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -280,7 +299,8 @@ def resolve_config(model: str | None = None, preset: str | None = None, *, task:
         dataset = check_dataset(dataset or recipe.dataset)
         if task == "mae":
             settings.update(label_smoothing=0.0, augment=False)
-    model_config = _model_config(model, module, task, dataset, {**recipe.model, **model_overrides})
+    fixed = variant_fields(model, model_overrides)
+    model_config = _model_config(model, module, task, dataset, {**recipe.model, **model_overrides, **fixed})
     return RunConfig(task=task, model=model, preset=preset, dataset=dataset, model_config=model_config,
                      data=data, **settings, **given)
 
@@ -348,6 +368,7 @@ def preset_model_config(model: str, preset: str, overrides: dict | None = None):
         raise ConfigError(f"unknown preset {preset!r} for {model}; choose a model preset {tuple(model_presets)} "
                           f"or a training preset {training}")
     overrides = dict(overrides or {})
+    fields.update(variant_fields(model, overrides))
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise ConfigError(f"model {model!r} has no setting(s) {unknown}; its Config has {sorted(fields)}")
