@@ -85,12 +85,15 @@ def pixel_features(raw: np.ndarray, patch: int) -> np.ndarray:
 def key_projection(params: dict, layer: int):
     """``(W, b)``: the map from layer ``ℓ``'s normalised tokens to the features MaskCut compares.
 
-    CRATE and CRATE-alpha: ``W = W_qkv`` (its rows the ``U_k``), no bias; a ViT: its key weight and bias.
+    CRATE and CRATE-alpha: ``W = W_qkv`` (its rows the ``U_k``), no bias. A ViT
+    (:mod:`whitebox.blocks.transformer_layer`): the key block of its ``[W_q; W_k; W_v]`` and bias.
     """
-    pre = f"layers.{layer}.attn."
-    if pre + "qkv" in params:
-        return params[pre + "qkv"], None
-    return params[pre + "k.weight"], params.get(pre + "k.bias")
+    pre = f"layers.{layer}.attn.qkv"
+    if pre in params:
+        return params[pre], None
+    weight, bias = params[pre + ".weight"], params[pre + ".bias"]
+    inner = weight.shape[0] // 3
+    return weight[inner:2 * inner], bias[inner:2 * inner]
 
 
 def last_layer_features(model: ModuleType, params: dict, images, cfg) -> tuple[np.ndarray, np.ndarray]:
