@@ -365,5 +365,4 @@ def plot_segmentation_experiment(rows: list[dict], path, title: str = "") -> Pat
     right.set_ylabel("k-NN accuracy (k = 20)")
     right.grid(alpha=0.3, axis="y")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return _save(fig, path, 100)
