@@ -101,3 +101,20 @@ def test_the_features_are_what_the_last_layers_attention_compares(block):
     np.testing.assert_allclose(keys, merge_heads(compared)[:, 1:], rtol=1e-12, atol=1e-12)
     assert keys.shape == (3, 64, 24) and attention.shape == (3, 3, 8, 8)
     np.testing.assert_allclose(attention.reshape(3, 3, 64), heads.attn[:, :, 0, 1:], rtol=1e-12)
+
+
+def test_a_backbone_without_its_classifier_gives_the_same_features():
+    """A self-supervised run keeps no ``head.*`` but a projection head: the features must not change."""
+    from whitebox.analysis.segmentation import backbone_params
+    from whitebox.models import crate
+
+    cfg = crate.Config(image_size=32, patch_size=4, channels=3, num_classes=10, dim=16, depth=2, heads=2, dim_head=8)
+    params = crate.init(cfg, seed=1, dtype=np.float64)
+    ssl = {k: v for k, v in params.items() if not k.startswith("head.")} | {"dino_head.w": np.ones(3)}
+    ssl_params, ssl_cfg = backbone_params(crate, ssl, cfg)
+    assert "dino_head.w" not in ssl_params and ssl_cfg.num_classes == cfg.dim
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32))
+    for got, want in zip(last_layer_features(crate, ssl_params, x, ssl_cfg), last_layer_features(crate, params, x, cfg)):
+        np.testing.assert_array_equal(got, want)
+    same, same_cfg = backbone_params(crate, params, cfg)
+    assert same.keys() == params.keys() and same_cfg == cfg

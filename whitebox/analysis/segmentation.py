@@ -25,6 +25,7 @@ bar that a backbone's features must clear to say they segment better than colour
 
 from __future__ import annotations
 
+import dataclasses
 from types import ModuleType
 from typing import NamedTuple
 
@@ -144,12 +145,27 @@ def segment_images(model: ModuleType, params: dict, cfg, raw: np.ndarray, masks:
     return Segmentation(raw, masks, predicted, miou, cfg.patch_size, title)
 
 
+def backbone_params(model: ModuleType, params: dict, cfg) -> tuple[dict, object]:
+    """``(params, cfg)`` that ``model.forward`` takes, from a backbone's parameters.
+
+    A self-supervised run keeps no classifier (and keeps its projection head, ``dino_head.*``,
+    which is dropped): the identity stands in for the classifier, whose output nothing here reads.
+    """
+    if "head.weight" not in params:
+        xp, d = array_module(*params.values()), cfg.dim
+        dtype = params["cls_token"].dtype
+        cfg = dataclasses.replace(cfg, num_classes=d)
+        params = {**params, "head.weight": xp.eye(d, dtype=dtype), "head.bias": xp.zeros(d, dtype=dtype)}
+    names = model.shapes(cfg)
+    return {k: v for k, v in params.items() if k in names}, cfg
+
+
 def backbone(run) -> tuple[ModuleType, dict, object]:
     """``(model, params, cfg)`` of the network that sees the images in a loaded run."""
     if run.config.task not in SEGMENT_TASKS:
         raise ValueError(f"{run.path} is a {run.config.task!r} run; segment needs an image backbone "
                          f"trained for one of {SEGMENT_TASKS}")
-    return run.model, run.params, run.cfg
+    return (run.model, *backbone_params(run.model, run.params, run.cfg))
 
 
 def segment_checkpoint(path, *, dataset: str | None = None, test_limit: int | None = None, methods=METHODS,
