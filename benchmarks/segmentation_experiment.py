@@ -90,7 +90,7 @@ def parse_args(argv):
     p.add_argument("--out", default="runs/segmentation", help="run folders go here (default runs/segmentation)")
     p.add_argument("--epochs", type=int, default=3, help="epochs of every training (default 3)")
     p.add_argument("--max-steps", type=int, help="stop every training after this many updates")
-    p.add_argument("--train-limit", type=int, default=3000, help="training scenes (default 3000)")
+    p.add_argument("--train-limit", type=int, default=2000, help="training scenes (default 2000)")
     p.add_argument("--test-limit", type=int, default=1000, help="test scenes measured (default 1000)")
     p.add_argument("--batch-size", type=int, default=64, help="default 64")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (default 3)")
@@ -138,8 +138,8 @@ def knn_accuracy(run_dir: Path, args) -> float | None:
         return None
     from whitebox.analysis.knn import knn_checkpoint
 
-    return float(knn_checkpoint(run_dir, device=args.device, data_dir=args.data_dir, train_limit=args.train_limit,
-                                test_limit=args.test_limit)["accuracy"])
+    return knn_checkpoint(run_dir, device=args.device, data_dir=args.data_dir, train_limit=args.train_limit,
+                          test_limit=args.test_limit).accuracy
 
 
 def measure(model, params, cfg, scenes) -> dict:
