@@ -83,20 +83,23 @@ def test_segment_refuses_a_run_on_other_images_and_a_missing_checkpoint(tiny_run
     assert err.startswith("whitebox: error:") and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("block", ["crate", "transformer"])
-def test_the_features_are_what_the_last_layers_attention_compares(block):
-    """CRATE: ``P_k = LN(z) U_k`` (query = key = value); ViT: its keys ``K_k``; heads side by side."""
+@pytest.mark.parametrize("model_name, block", [("crate", "crate"), ("crate", "transformer"), ("crate-alpha", None)])
+def test_the_features_are_what_the_last_layers_attention_compares(model_name, block):
+    """CRATE and CRATE-alpha: ``P_k = LN(z) U_k`` (query = key = value); ViT: its keys ``K_k``; heads side by side."""
+    from whitebox.blocks.attention import heads_cache
     from whitebox.layers.mssa import merge_heads
-    from whitebox.models import crate
+    from whitebox.models.registry import get_model
 
-    cfg = crate.Config(image_size=32, patch_size=4, channels=3, num_classes=10, dim=24, depth=2, heads=3,
-                       dim_head=8, block=block)
-    params = crate.init(cfg, seed=0, dtype=np.float64)
+    model = get_model(model_name)
+    fields = {} if block is None else {"block": block}
+    cfg = model.Config(image_size=32, patch_size=4, channels=3, num_classes=10, dim=24, depth=2, heads=3,
+                       dim_head=8, **fields)
+    params = model.init(cfg, seed=0, dtype=np.float64)
     x = np.random.default_rng(0).standard_normal((3, 3, 32, 32))
-    keys, attention = last_layer_features(crate, params, x, cfg)
-    _, cache = crate.forward(params, x, cfg, keep_features=True)
+    keys, attention = last_layer_features(model, params, x, cfg)
+    _, cache = model.forward(params, x, cfg, keep_features=True)
     last = cache.stack.layers[-1].attention
-    heads = last if block == "transformer" else last.mssa.heads
+    heads = last if block == "transformer" else heads_cache(last)
     compared = heads.k if block == "transformer" else heads.proj  # B,K,N,p
     np.testing.assert_allclose(keys, merge_heads(compared)[:, 1:], rtol=1e-12, atol=1e-12)
     assert keys.shape == (3, 64, 24) and attention.shape == (3, 3, 8, 8)
