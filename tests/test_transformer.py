@@ -14,6 +14,7 @@ from whitebox.blocks.transformer_layer import TransformerLayerSpec
 from whitebox.gradcheck import vjp_errors
 from whitebox.layers.activations import gelu_backward, gelu_forward
 from whitebox.layers.mhsa import mhsa_backward, mhsa_forward
+from whitebox.layers.mssa import mssa_forward
 
 TOL = 1e-6
 seeds = st.integers(0, 2**32 - 1)
@@ -79,6 +80,17 @@ def test_mhsa(seed, batch, n, d, heads, p, causal):
     dy = rng.standard_normal(y.shape)
     grads = dict(zip(inputs, mhsa_backward(dy, cache)))
     assert_small(vjp_errors(lambda **k: run(**k)[0], inputs, dy, grads))
+
+
+@given(seed=seeds, n=st.integers(1, 6), d=st.integers(1, 6), heads=st.integers(1, 3), p=st.integers(1, 4),
+       causal=st.booleans())
+def test_mssa_is_mhsa_with_tied_query_key_value_maps_and_no_input_bias(seed, n, d, heads, p, causal):
+    rng = np.random.default_rng(seed)
+    x, W = rng.standard_normal((2, n, d)), rng.standard_normal((heads * p, d)) / np.sqrt(d)
+    W_out, b_out = rng.standard_normal((d, heads * p)), rng.standard_normal(d)
+    tied, _ = mhsa_forward(x, np.concatenate([W, W, W]), np.zeros(3 * heads * p), W_out, b_out, heads=heads,
+                           causal=causal)
+    np.testing.assert_allclose(tied, mssa_forward(x, W, W_out, b_out, heads=heads, causal=causal)[0], atol=1e-12)
 
 
 def block_params(spec, seed):
@@ -148,3 +160,32 @@ def test_transformer_block_matches_a_torch_module():
         np.testing.assert_allclose(dz, zt.grad.numpy(), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(grads["mlp.fc1.weight"], t["mlp.fc1.weight"].grad.numpy(), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(grads["attn.qkv.weight"], attn.in_proj_weight.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_vit_and_gpt_run_on_the_strict_device_as_on_numpy_and_a_vit_step_never_waits_on_the_host():
+    from strict_device import strict
+
+    from whitebox import backend
+    from whitebox.models import crate, crate_lm
+
+    rng = np.random.default_rng(0)
+    vit = crate.Config(image_size=8, patch_size=4, channels=2, num_classes=3, dim=8, depth=2, heads=2, dim_head=4,
+                       block="transformer")
+    gpt = crate_lm.Config(vocab_size=7, block_size=6, dim=8, depth=2, heads=2, dim_head=4, block="transformer")
+    cases = [(crate, vit, rng.standard_normal((2, 2, 8, 8))), (crate_lm, gpt, rng.integers(0, 7, (2, 5)))]
+    for model, cfg, x in cases:
+        params = model.init(cfg, seed=1, dtype=np.float64)
+        out, cache = model.forward(params, x, cfg)
+        dout = rng.standard_normal(out.shape)
+        grads = model.backward(dout, cache)
+        with backend.use_device_module(strict):
+            device_params = model.init(cfg, seed=1, dtype=np.float64, device="gpu")
+            x_device, dout_device = strict.asarray(x), strict.asarray(dout)
+            with strict.counting() as counts:
+                device_out, device_cache = model.forward(device_params, x_device, cfg)
+                device_grads = model.backward(dout_device, device_cache)
+        np.testing.assert_allclose(device_out.get(), out, rtol=1e-12, atol=1e-12)
+        for name, g in grads.items():
+            np.testing.assert_allclose(device_grads[name].get(), g, rtol=1e-10, atol=1e-12, err_msg=name)
+        if model is crate:
+            assert counts.syncs == 0, counts

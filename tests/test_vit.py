@@ -102,3 +102,64 @@ def test_a_gpt_run_trains_and_samples(tmp_path):
     assert run.config.model == "gpt" and "layers.0.attn.qkv.bias" in run.params
     text = crate_lm.sample(run.params, run.config.model_cfg(), "ROMEO.", 5, seed=0, tokenizer=run.tokenizer())
     assert len(text) == 5
+
+
+# -- the analysis tools on a ViT ----------------------------------------------------------------
+
+def test_measure_reports_r_and_sparsity_and_leaves_rc_undefined_for_vit(vit_run, tmp_path):
+    from whitebox.analysis.layerwise import load_trained, measured_features, stages, test_images
+    from whitebox.analysis.measure import measure_checkpoint
+    from whitebox.figures import plot_measurement
+    from whitebox.rate import coding_rate
+
+    m = measure_checkpoint(vit_run, n_images=8)
+    trained = m.results["whitebox"]["trained"]
+    assert all(np.isnan(v) for q in ("rc", "srr") for v in trained.values[q])
+    assert all(np.isnan(v) for v in m.results["published"]["trained"].values["rc"])
+    run = load_trained(vit_run)
+    images, _, _ = test_images("mnist", 8, run.cfg)
+    _, cache = run.model.forward(run.params, images, run.cfg, keep_features=True)
+    feats = run.model.layer_features(cache)
+    X = measured_features(feats["inputs"][1], run.params, 1, run.cfg)
+    assert trained.at("r", "Z^1") == pytest.approx(float(coding_rate(X, 0.5).mean()), rel=1e-12)
+    gelu = feats["codes"][0]  # (B, N, 4 d), never exactly zero: sparsity counts the units GELU leaves ≤ 0
+    assert (gelu != 0).all()
+    assert trained.at("sparsity", "Z^1") == pytest.approx(float((gelu <= 0).mean()), abs=1e-12)
+    assert 0.05 < trained.at("sparsity", "Z^1") < 0.95
+    assert m.sweep == [] and m.lasso == []
+    text = m.to_markdown()
+    assert text.count("Not defined for the transformer block") == 2
+    within = m.within["trained"]
+    assert not within.defines_rc and np.isnan(within.rc_before).all() and np.isfinite(within.r_before).all()
+    assert "not defined for the transformer block" in within.summary()
+    names = [p.name for p in m.write_tables(tmp_path) + plot_measurement(m, tmp_path)]
+    assert names == ["measure.json", "measure.md", "layerwise.png", "layerwise_published.png", "within_layer.png"]
+    assert json.loads((tmp_path / "measure.json").read_text())["model"] == "vit"
+    assert len(stages(run.cfg.depth)) == len(trained.stages)
+
+
+def test_report_and_attention_commands_run_on_a_vit(vit_run, tmp_path, capsys):
+    from whitebox.analysis.attention_maps import patch_qkv_features
+    from whitebox.analysis.layerwise import attention_input, forward_stages, load_trained, test_images
+    from whitebox.cli import main
+
+    assert main(["report", str(vit_run), "--images", "8", "--out", str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    assert "white-box report of vit" in out and "not defined for the transformer block" in out
+    assert main(["attention", "--checkpoint", str(vit_run), "--images", "2", "--out", str(tmp_path / "a.png")]) == 0
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    run = load_trained(vit_run)
+    images, _, _ = test_images("mnist", 2, run.cfg)
+    keys = patch_qkv_features(run.params, images, run.cfg, layer=0)  # the keys: the middle third of qkv
+    Z, _ = forward_stages(run.params, images, run.cfg)
+    W, b = run.params["layers.0.attn.qkv.weight"], run.params["layers.0.attn.qkv.bias"]
+    d = run.cfg.heads * run.cfg.dim_head
+    expected = attention_input(Z[0], run.params, 0, run.cfg) @ W[d:2 * d].T + b[d:2 * d]
+    np.testing.assert_allclose(keys, expected[:, 1:], rtol=1e-5, atol=1e-6)
+
+
+def test_vit_base_is_timms_vit_b16_plus_the_two_layernorms_of_crates_patch_embedding():
+    d, depth, tokens, classes, patch_dim = 768, 12, 197, 1000, 3 * 16 * 16
+    block = 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (4 * d * d + 4 * d) + (4 * d * d + d)
+    timm_vit_b16 = (patch_dim * d + d) + d + tokens * d + depth * block + 2 * d + (d * classes + classes)
+    assert crate.num_params(crate.crate_base(block="transformer")) == timm_vit_b16 + 2 * patch_dim + 2 * d

@@ -125,7 +125,8 @@ def plot_measurement(m: CheckpointMeasurement, out) -> list[Path]:
                        title=f"whitebox convention (LN'd features, ε = {whitebox['trained'].eps:g}): {m.what}"),
         plot_layerwise(published["init"], published["trained"], out / "layerwise_published.png",
                        title=f"published convention (unit-norm qkv features, ε = {PUBLISHED_EPS:g}): {m.what}"),
-        plot_sweep(m.sweep, out / "approximations.png", title=f"layer {m.sweep_layer} of {m.what}"),
+        *([plot_sweep(m.sweep, out / "approximations.png", title=f"layer {m.sweep_layer} of {m.what}")]
+          if m.sweep else []),  # no sweep for the transformer block
         plot_within_layer(m.within["init"], m.within["trained"], out / "within_layer.png", title=m.what),
     ]
 
@@ -133,32 +134,36 @@ def plot_measurement(m: CheckpointMeasurement, out) -> list[Path]:
 def plot_within_layer(init: WithinLayerCompression | None, trained: WithinLayerCompression, path,
                       title: str = "") -> Path:
     """Bars of ``Rc`` before and after each layer's compression step (raw and orthonormalised ``U^ℓ``),
-    at initialisation and trained, and the sparsity of the codes per layer."""
-    fig = _figure(figsize=(13, 3.4))
-    axes = fig.subplots(1, 3)
+    at initialisation and trained, and the sparsity of the codes per layer. For the transformer block
+    (no ``U``) the bars are ``R`` before and after each attention step."""
+    rates = ((("rc_", "", "Rc before/after each compression step, raw $U^\\ell$"),
+              ("rc_", "_orth", "Rc before/after each compression step, orthonormalised $U^\\ell$"))
+             if trained.defines_rc else (("r_", "", "R before/after each attention step (no $U$ in this block)"),))
+    fig = _figure(figsize=(4.3 * (len(rates) + 1), 3.4))
+    axes = fig.subplots(1, len(rates) + 1)
     layers = np.arange(trained.depth)
     shown = [("init", init, ("lightgray", "gray")), ("trained", trained, ("lightskyblue", "tab:blue"))]
     shown = [(label, m, colors) for label, m, colors in shown if m is not None]
     width = 0.8 / (2 * len(shown))
-    for ax, suffix, name in ((axes[0], "", "raw $U^\\ell$"), (axes[1], "_orth", "orthonormalised $U^\\ell$")):
+    for ax, (prefix, suffix, name) in zip(axes, rates):
         low = []
         for i, (label, m, colors) in enumerate(shown):
             for j, (side, color) in enumerate(zip(("before", "after"), colors)):
-                values = getattr(m, f"rc_{side}{suffix}")
+                values = getattr(m, f"{prefix}{side}{suffix}")
                 ax.bar(layers + (2 * i + j - len(shown) + 0.5) * width, values, width, color=color,
                        label=f"{label}, {side}")
                 low.append(min(values))
         ax.set_ylim(0.8 * min(low), None)
-        ax.set_title(f"Rc before/after each compression step, {name}", fontsize=9)
+        ax.set_title(name, fontsize=9)
         ax.set_xlabel("layer")
         ax.set_xticks(layers)
     axes[0].legend(fontsize=7)
     for label, m, colors in shown:
-        axes[2].plot(layers, m.sparsity, "o-", color=colors[1], label=label)
-    axes[2].set_title("zeros in the sparse codes", fontsize=9)
-    axes[2].set_xlabel("layer")
-    axes[2].set_xticks(layers)
-    axes[2].legend(fontsize=8)
+        axes[-1].plot(layers, m.sparsity, "o-", color=colors[1], label=label)
+    axes[-1].set_title("inactive units (≤ 0) in the codes", fontsize=9)
+    axes[-1].set_xlabel("layer")
+    axes[-1].set_xticks(layers)
+    axes[-1].legend(fontsize=8)
     if title:
         fig.suptitle(f"{title} (ε = {trained.eps:g}, {trained.n_images} images, tokens LayerNorm'ed without affine)",
                      fontsize=9)

@@ -11,7 +11,10 @@ Two pictures per image (docs/reference.md §7, after the published CRATE visuali
   patch tokens (cls excluded) of all the images shown are pooled, centred, and projected on their
   top three principal components; each component is min-max scaled per image and the three are
   shown as RGB (:func:`pca_rgb`). Patches of the same part of an object get similar colours when
-  the features separate object from background.
+  the features separate object from background. For the standard transformer block (ViT) the
+  features are the layer's keys ``LN_attn^ℓ(Z^ℓ) W_kᵀ + b_k`` (those DINO's and MaskCut's pictures
+  use); CRATE's ``qkv`` features are its keys too, since its queries, keys and values coincide.
+  The cls attention of a transformer block is ``softmax(s Q_k K_kᵀ)``, read the same way.
 
 :func:`whitebox.figures.plot_attention_grid` draws rows of images with columns: the image, one
 overlay per head, and the PCA picture; :func:`attention_checkpoint` computes what ``whitebox
@@ -27,6 +30,7 @@ import numpy as np
 
 from ..backend import array_module, to_host
 from ..data import dataset_info
+from ..models.checks import is_transformer
 from .layerwise import attention_input, forward_stages, load_trained, model_of, test_images
 
 UPSAMPLE_MODES = ("nearest", "bilinear")
@@ -60,12 +64,18 @@ def cls_attention(params: dict, images, cfg, layer: int = -1, model: ModuleType 
 
 
 def patch_qkv_features(params: dict, images, cfg, layer: int = -1, model: ModuleType | None = None) -> np.ndarray:
-    """The ``qkv`` features of the patch tokens of layer ``ℓ``: (B, n, K p), on the host, float64."""
+    """The keys of the patch tokens of layer ``ℓ``: (B, n, K p), on the host, float64 (CRATE: its
+    ``qkv`` features; the transformer block: the keys, the middle third of its fused projection)."""
     ell = _layer_index(layer, cfg.depth)
     Z, _ = forward_stages(params, images, cfg, model)
     X = attention_input(Z[2 * ell], params, ell, cfg)  # (B, N, d)
-    qkv = X @ params[f"layers.{ell}.attn.qkv"].T  # (B, N, K p)
-    return to_host(qkv[:, 1:]).astype(np.float64)
+    if is_transformer(cfg):
+        W, b = params[f"layers.{ell}.attn.qkv.weight"], params[f"layers.{ell}.attn.qkv.bias"]  # [W_q; W_k; W_v]
+        inner = W.shape[0] // 3
+        keys = X @ W[inner:2 * inner].T + b[inner:2 * inner]  # (B, N, K p)
+    else:
+        keys = X @ params[f"layers.{ell}.attn.qkv"].T  # (B, N, K p): q = k = v
+    return to_host(keys[:, 1:]).astype(np.float64)
 
 
 def pca_rgb(features: np.ndarray, grid: tuple[int, int], components: int = 3) -> np.ndarray:
@@ -172,8 +182,9 @@ def attention_checkpoint(path, *, n_images: int = 4, layer: int = -1, pca_layer:
         colours = pca_rgb(features, patch_grid(run.cfg))
     names = dataset_info(dataset).class_names
     mask = object_patches(raw, run.cfg.patch_size)
+    features = "keys" if is_transformer(run.cfg) else "qkv features"
     title = f"{run.config.model} on {dataset} (step {run.step}): cls attention of layer {ell}, " \
-            f"PCA of layer {pca_ell}'s qkv features"
+            f"PCA of layer {pca_ell}'s {features}"
     return AttentionPicture(raw, attention, colours, [names[int(y)] for y in labels], title,
                             (f"layer {ell}", f"layer {pca_ell}"), attention_on_object(attention, mask).mean(axis=0),
                             float(mask.mean()))

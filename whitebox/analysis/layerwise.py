@@ -30,9 +30,20 @@ The subspaces are ``U^ℓ = layers.mssa.subspaces(W_qkv^ℓ, heads)``, read off 
 weight, which is NOT orthonormal after training (nor at initialisation).
 
 Sparsity is that of the layer's sparse codes: the ISTA output ``Z^{ℓ+1}`` of CRATE, the codes
-``A_T`` (``C d`` wide) of CRATE-alpha's ODL block; the fraction of exact zeros over all tokens
-(cls included) and features, per image. It is attached to the stage ``Z^{ℓ+1}`` and is NaN at
+``A_T`` (``C d`` wide) of CRATE-alpha's ODL block, the GELU activations of a transformer block's
+MLP; the fraction of inactive units (:func:`code_sparsity`) over all tokens (cls included) and
+features, per image. It is attached to the stage ``Z^{ℓ+1}`` and is NaN at
 ``Z^0`` and at the midpoints.
+
+The transformer block (ViT, GPT: ``block="transformer"``)
+--------------------------------------------------------
+Its attention has three free maps ``W_q, W_k, W_v`` and no subspaces ``U`` against which its
+step descends ``Rc``; any one of them taken as ``U`` would be a choice of this library, not of the
+model, and the numbers would change with that choice. So ``rc`` and ``srr`` are NaN for it
+(:func:`whitebox.models.checks.is_transformer`), in both conventions. What is defined for both
+blocks and compares them on the same footing: the coding rate ``R`` of the LayerNorm'ed tokens
+(``X = LN_attn^ℓ(Z)``, the input of the layer's attention either way), ``‖X‖₁``, the sparsity of
+the codes (the GELU activations ``(B, N, r d)``: see :func:`code_sparsity`) and the attention maps.
 
 The two measurement conventions
 -------------------------------
@@ -88,6 +99,7 @@ import numpy as np
 from ..backend import array_module, resolve_device, to_host
 from ..data import dataset_info, load_dataset, normalize
 from ..layers.layernorm import LAYERNORM_EPS, layernorm_forward
+from ..models.checks import is_transformer
 from ..models.registry import model_of
 from ..rate import coding_rate, compression_rate, sparse_rate_reduction
 from ..train import LoadedRun, load_run
@@ -170,8 +182,13 @@ def published_compression(X, W_qkv, heads: int, eps: float = PUBLISHED_EPS):
 
 
 def code_sparsity(codes):
-    """Fraction of exact zeros per image: codes (B, N, m) → (B,)."""
-    return (codes == 0).mean(axis=(-2, -1))
+    """Fraction of inactive units per image, ``codes ≤ 0``: codes (B, N, m) → (B,).
+
+    For CRATE's ReLU codes (never negative) these are exactly the zeros; for the GELU activations of
+    a transformer block, which are never exactly zero, they are the units with a negative
+    pre-activation (``GELU(x) ≤ 0`` exactly when ``x ≤ 0``), where ReLU would have given a zero.
+    """
+    return (codes <= 0).mean(axis=(-2, -1))
 
 
 @dataclass(frozen=True)
@@ -292,11 +309,14 @@ def measure_layerwise(params: dict, images, cfg, *, model: ModuleType | None = N
 def _measure_stage(Z, params, stage: Stage, cfg, convention, eps, lambd, features) -> dict:
     """Per-image values (host arrays (B,)) of one stage."""
     X = measured_features(Z, params, stage.layer, cfg, features)  # (B, N, d), float64
+    xp = array_module(X)
+    if is_transformer(cfg):  # no subspaces U: Rc and the objective are not defined (module docstring)
+        return {} if convention == "published" else {"r": to_host(coding_rate(X, eps)),
+                                                      "l1": to_host(xp.abs(X).sum(axis=(-2, -1)))}
     if convention == "published":
         W_qkv = params[f"layers.{stage.layer}.attn.qkv"]
         return {"rc": to_host(published_compression(X, W_qkv, cfg.heads, eps))}
     U = layer_subspaces(params, stage.layer, cfg).astype(X.dtype)  # (K, d, p)
-    xp = array_module(X)
     return {
         "rc": to_host(compression_rate(X, U, eps)),
         "r": to_host(coding_rate(X, eps)),
@@ -338,7 +358,7 @@ def findings(m: LayerwiseMeasurement) -> dict:
     does ``rc`` fall from one layer input to the next, does sparsity rise from layer to layer?"""
     index = {name: i for i, name in enumerate(m.stages)}
     L = max(m.layer) + 1
-    rc = m.values["rc"]
+    rc, r = m.values["rc"], m.values["r"]
     steps = [rc[index[f"Z^{ell + 0.5:g}"]] < rc[index[f"Z^{ell:g}"]] for ell in range(L)]
     inputs = [rc[index[f"Z^{ell:g}"]] for ell in range(L + 1)]
     sparsity = [m.values["sparsity"][index[f"Z^{ell:g}"]] for ell in range(1, L + 1)]
@@ -346,6 +366,7 @@ def findings(m: LayerwiseMeasurement) -> dict:
         "compression_steps_lowering_rc": sum(steps), "layers": L,
         "rc_falls_between_stages": sum(b < a for a, b in zip(inputs, inputs[1:])),
         "rc_first_last": (inputs[0], inputs[-1]),
+        "r_first_last": (r[index["Z^0"]], r[index[f"Z^{L:g}"]]),
         "sparsity_rises": sum(b > a for a, b in zip(sparsity, sparsity[1:])),
         "sparsity_first_last": (sparsity[0], sparsity[-1]),
     }
@@ -360,12 +381,18 @@ def describe(results: dict) -> str:
         for which, meas in pair.items():
             f = findings(meas)
             L = f["layers"]
+            sparsity = (f"sparsity {f['sparsity_first_last'][0]:.3f} -> {f['sparsity_first_last'][1]:.3f} "
+                        f"(rose at {f['sparsity_rises']}/{L - 1} transitions)")
+            if all(math.isnan(v) for v in meas.values["rc"]):  # the transformer block: no subspaces U
+                r = f"R(Z^0) {f['r_first_last'][0]:.4g} -> R(Z^{L}) {f['r_first_last'][1]:.4g}; " \
+                    if not math.isnan(f["r_first_last"][0]) else ""
+                lines.append(f"  {which:<8} Rc against U: not defined for the transformer block; {r}{sparsity}")
+                continue
             lines.append(
                 f"  {which:<8} Rc(Z^0) {f['rc_first_last'][0]:.4g} -> Rc(Z^{L}) {f['rc_first_last'][1]:.4g}; "
                 f"Rc fell at {f['rc_falls_between_stages']}/{L} layer transitions, "
                 f"the compression step lowered it in {f['compression_steps_lowering_rc']}/{L} layers; "
-                f"sparsity {f['sparsity_first_last'][0]:.3f} -> {f['sparsity_first_last'][1]:.3f} "
-                f"(rose at {f['sparsity_rises']}/{L - 1} transitions)")
+                f"{sparsity}")
     return "\n".join(lines)
 
 

@@ -1,5 +1,10 @@
 """``whitebox measure``: a checkpoint measured layer by layer, at initialisation and trained, and the
 approximation checks on its trained layers; the tables as files (the figures: :mod:`whitebox.figures`).
+
+For the standard transformer block (ViT) the approximation checks are not run: they compare a
+layer's compression step with the gradient step on ``Rc`` against its subspaces ``U`` and its sparse
+step with the LASSO of its dictionary ``D``, and that block has neither (``sweep`` and ``lasso``
+are empty, and the tables say so).
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ import numpy as np
 
 from ..backend import array_module
 from ..io import atomic_write_text
+from ..models.checks import is_transformer
 from ..train import LoadedRun
 from . import approximations
 from .layerwise import CONVENTIONS, load_trained, measure_layerwise, test_images
 from .within_layer import within_layer_compression
 
 SWEEP_IMAGES = 16
+NOT_DEFINED = "Not defined for the transformer block: it has no subspaces U and no dictionary D.\n"
 
 
 @dataclass(frozen=True)
@@ -52,8 +59,9 @@ class CheckpointMeasurement:
             for m in pair.values():
                 text.append(f"## {convention}: {m.label}\n\n{m.to_markdown()}")
         text.append(f"## Approximations of the compression step (layer {self.sweep_layer}, {SWEEP_IMAGES} images)\n\n"
-                    + approximations.table_markdown(self.sweep))
-        text.append("## LASSO objective through the proximal steps\n\n" + approximations.table_markdown(self.lasso))
+                    + (approximations.table_markdown(self.sweep) if self.sweep else NOT_DEFINED))
+        text.append("## LASSO objective through the proximal steps\n\n"
+                    + (approximations.table_markdown(self.lasso) if self.lasso else NOT_DEFINED))
         return "\n".join(text)
 
     def write_tables(self, out) -> list[Path]:
@@ -87,8 +95,10 @@ def measure_checkpoint(path, *, dataset: str | None = None, n_images: int = 256,
             "trained": measure_layerwise(run.params, images, run.cfg, model=run.model, convention=convention,
                                          eps=e, lambd=lambd, label=f"trained (step {run.step})"),
         }
-    sweep = approximations.sweep_layer(run.params, images[:SWEEP_IMAGES], run.cfg, sweep_layer, model=run.model)
-    lasso = approximations.lasso_through_layers(run.params, images, run.cfg, model=run.model)
+    sweep, lasso = [], []
+    if not is_transformer(run.cfg):
+        sweep = approximations.sweep_layer(run.params, images[:SWEEP_IMAGES], run.cfg, sweep_layer, model=run.model)
+        lasso = approximations.lasso_through_layers(run.params, images, run.cfg, model=run.model)
     within = {"init": within_layer_compression(init, images, run.cfg, model=run.model, label="initialisation"),
               "trained": within_layer_compression(run.params, images, run.cfg, model=run.model,
                                                   label=f"trained (step {run.step})")}

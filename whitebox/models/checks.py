@@ -37,8 +37,13 @@ def check_params(params: dict, shapes: dict, inputs, name: str = "images") -> No
         raise TypeError(f"{name} have dtype {inputs.dtype} but the parameters are {first.dtype}; cast the {name}")
 
 
+def is_transformer(cfg) -> bool:
+    """Does ``cfg`` use the standard transformer block (``block="transformer"``: ViT, GPT) rather than CRATE's?"""
+    return getattr(cfg, "block", "crate") == "transformer"
+
+
 def check_crate_block(cfg, what: str) -> None:
     """``what`` exists for CRATE's own layers only: refuse a config with ``block="transformer"``."""
-    if getattr(cfg, "block", "crate") != "crate":
+    if is_transformer(cfg):
         raise ValueError(f"{what}: not defined for the transformer block (cfg.block={cfg.block!r}); "
                          "it exists for block='crate' only")

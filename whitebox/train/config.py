@@ -4,7 +4,10 @@ A run is a *task* (``classification``, ``mae``, ``lm``), a model, a preset (the 
 the caller's overrides, then the dataset's facts (image size, channels, classes). The resolved
 :class:`RunConfig` is what ``config.json`` and every checkpoint hold; it alone rebuilds the
 model, the data, the optimiser and the schedule of a run (``whitebox train --resume``,
-``whitebox eval``, ``whitebox measure`` ...).
+``whitebox eval``, ``whitebox measure`` ...). A model may be a named variant of another
+(:data:`whitebox.models.registry.VARIANTS`: ``vit`` is ``crate`` with the transformer block, ``gpt``
+is ``crate-lm`` with it): it trains with its base model's presets and tasks, with the variant's
+fields fixed in its Config.
 
 ======================  ====================================================================
 ``mnist-demo``          ``make demo``: a small CRATE, 98.3% on MNIST after 6 epochs (about 6 CPU-minutes)
