@@ -18,7 +18,7 @@ split, the test split from the MNIST test split; both crop the same photographs 
 
 A split is a function of ``(split, size, seed)`` alone (:func:`make_scenes`: same arguments, same
 bytes), generated once (vectorised: a few seconds for 20,000 images) and cached as
-``<data_dir or cache_dir>/scenes/scenes-v1-<size>px-seed<seed>-<split>.npz`` (atomic write).
+``<data_dir or cache_dir>/scenes/scenes-v2-<size>px-seed<seed>-<split>.npz`` (atomic write).
 :func:`load_scenes` returns images, labels and masks; ``load_dataset("scenes", split)`` the first
 two, so ``--dataset scenes`` works for every image task. scikit-image is needed only to build a
 split: ``pip install 'whitebox[images]'`` (or ``pip install scikit-image``).
@@ -37,7 +37,7 @@ from .sources import default_cache_dir
 
 SCENE_SIZE = 32  # the catalog's ``scenes`` dataset: 32 x 32 RGB (patch 4: an 8 x 8 grid)
 SCENE_SPLIT_SIZES = {"train": 20000, "test": 2000}
-SCENE_VERSION = 1  # part of the cache name: bump it when the generator changes its output
+SCENE_VERSION = 2  # part of the cache name: bump it when the generator changes its output
 BACKGROUNDS = ("brick", "grass", "gravel", "camera", "coffee", "chelsea", "astronaut", "rocket", "moon",
                "immunohistochemistry")
 BACKGROUND_SIDE = 4  # each photograph is first resized (anti-aliased) so that its short side is 4 S
@@ -153,7 +153,7 @@ def compose_scenes(objects: np.ndarray, labels: np.ndarray, backgrounds: list[np
         b = _bilinear_crops(backgrounds, which[part], top[part], left[part], crop[part], size)  # m,S,S,3
         ry = _triangle_weights(obj_top[part], side[part], size, h)  # m,S,h
         rx = _triangle_weights(obj_left[part], side[part], size, w)  # m,S,w
-        alpha = np.clip(np.einsum("iyr,irc,ixc->iyx", ry, _dilate(objects[pick[part]]) / 255.0, rx), 0, 1)  # m,S,S
+        alpha = np.clip(ry @ (_dilate(objects[pick[part]]) / 255.0) @ rx.transpose(0, 2, 1), 0, 1)  # m,S,S
         dark = b.mean(axis=(1, 2, 3)) > 0.5  # bright background: a dark object
         value = np.where(dark, 0.05 + 0.3 * brightness[part], 0.7 + 0.3 * brightness[part])  # m
         tint = _tints(hue[part], saturation[part], value)  # m,3
