@@ -17,8 +17,9 @@ and seeds, the script
    patch features and the cls-attention threshold, mIoU at pixel resolution;
 3. measures the frozen features by k-NN accuracy (k = 20, cosine, temperature-weighted votes)
    when ``whitebox knn`` exists (issue 17 item 4), and the supervised runs' test accuracy;
-4. adds two references: the same models at initialisation (no training), and MaskCut on each
-   patch's raw pixels, the bar that learned features must clear to beat colour alone;
+4. adds three references: the same models at initialisation (no training), MaskCut on each
+   patch's raw pixels (the bar that learned features must clear to beat colour alone), and the
+   true masks at the patch grid (about the best mIoU a patch mask can reach at pixel resolution);
 5. writes a section into ``--results`` (``benchmarks/RESULTS.md``) with the date, the command and
    its CPU time, a Markdown table (mean ± std over seeds) and the figure ``--figure``.
 
@@ -72,7 +73,13 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from whitebox.analysis.maskcut import maskcut_batch  # noqa: E402
-from whitebox.analysis.segmentation import backbone, mean_iou, pixel_features, segment_images  # noqa: E402
+from whitebox.analysis.segmentation import (  # noqa: E402
+    backbone,
+    mean_iou,
+    patch_masks,
+    pixel_features,
+    segment_images,
+)
 from whitebox.data import load_scenes  # noqa: E402
 from whitebox.figures import plot_segmentation_experiment  # noqa: E402
 from whitebox.io import atomic_write_text  # noqa: E402
@@ -93,7 +100,8 @@ def log(message: str) -> None:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/segmentation", help="run folders go here (default runs/segmentation)")
     p.add_argument("--epochs", type=int, default=3, help="epochs of every training (default 3)")
     p.add_argument("--max-steps", type=int, help="stop every training after this many updates")
@@ -154,12 +162,19 @@ def measure(model, params, cfg, scenes) -> dict:
     return {m: s["pixel"] for m, s in seg.miou.items()}
 
 
-def run_rows(args) -> tuple[list[dict], float]:
+def references(scenes) -> dict:
+    """mIoU (pixel) of MaskCut on raw pixels, and of the true patch masks (about the best a patch mask can score)."""
+    P = MODEL["patch_size"]
+    grid = (scenes.images.shape[-1] // P,) * 2
+    return {"pixels": mean_iou(maskcut_batch(pixel_features(scenes.images, P), grid), scenes.masks, P)["pixel"],
+            "oracle": mean_iou(patch_masks(scenes.masks, P), scenes.masks, P)["pixel"]}
+
+
+def run_rows(args) -> tuple[list[dict], dict]:
     scenes = load_scenes("test", args.data_dir)
     scenes = type(scenes)(*(a[:args.test_limit] for a in scenes))
-    baseline = mean_iou(maskcut_batch(pixel_features(scenes.images, MODEL["patch_size"]), (8, 8)), scenes.masks,
-                        MODEL["patch_size"])["pixel"]
-    log(f"MaskCut on raw pixels: mIoU {baseline:.3f}")
+    refs = references(scenes)
+    log(f"MaskCut on raw pixels: mIoU {refs['pixels']:.3f}; true patch masks: {refs['oracle']:.3f}")
     rows = []
     plan = planned_rows(args.only)
     for model in sorted({m for m, _ in plan}, key=MODELS.index):
@@ -190,7 +205,7 @@ def run_rows(args) -> tuple[list[dict], float]:
             log(f"{model} {training} seed {seed}: MaskCut {scores['maskcut']:.3f}, attention "
                 f"{scores['attention']:.3f}, k-NN {knn}, {row['seconds'][-1]:.0f} s")
         rows.append(row)
-    return rows, baseline
+    return rows, refs
 
 
 def _cell(values, percent: bool = False) -> str:
@@ -201,14 +216,16 @@ def _cell(values, percent: bool = False) -> str:
     return f"{mean:.1f}{unit} ± {std:.1f}" if percent else f"{mean:.3f} ± {std:.3f}"
 
 
-def table(rows: list[dict], baseline: float) -> str:
+def table(rows: list[dict], refs: dict) -> str:
     lines = ["| model | training | MaskCut mIoU | attention mIoU | k-NN accuracy | test accuracy | seeds |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {TRAINING_NAMES[r['training']]} | {_cell(r['maskcut'])} | "
                      f"{_cell(r['attention'])} | {_cell(r['knn'], True)} | {_cell(r['accuracy'], True)} | "
                      f"{len(r['maskcut'])} |")
-    lines.append(f"| raw pixels | — | {baseline:.3f} | — | — | — | — |")
+    lines.append(f"| MaskCut on raw pixels | — | {refs['pixels']:.3f} | — | — | — | — |")
+    lines.append(f"| true masks at the patch grid (about the best score) | — | {refs['oracle']:.3f} | — | — | — "
+                 "| — |")
     return "\n".join(lines)
 
 
@@ -241,13 +258,13 @@ def write_section(path: Path, text: str) -> None:
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     began = time.perf_counter()
-    rows, baseline = run_rows(args)
+    rows, refs = run_rows(args)
     seconds = time.perf_counter() - began
     figure = Path(args.figure)
     figure.parent.mkdir(parents=True, exist_ok=True)
     plot_segmentation_experiment(
         [dict(name=f"{r['model']} {TRAINING_NAMES[r['training']]}", maskcut=r["maskcut"], attention=r["attention"],
-              knn=r["knn"], baseline=baseline) for r in rows], figure,
+              knn=r["knn"], baseline=refs["pixels"]) for r in rows], figure,
         title=f"scenes, {args.train_limit} training images, {args.epochs} epochs, {args.seeds} seeds")
     command = "python benchmarks/segmentation_experiment.py " + " ".join(sys.argv[1:] if argv is None else argv)
     results = Path(args.results)
@@ -264,7 +281,7 @@ def main(argv=None) -> int:
         f"{f' (at most {args.max_steps} steps)' if args.max_steps else ''}, batch {args.batch_size}, width "
         f"{MODEL['dim']}, depth {MODEL['depth']}, {MODEL['heads']} heads; mIoU over the first {args.test_limit} "
         f"test scenes at pixel resolution (patch masks upsampled), mean ± std over seeds.{knn_note}", "",
-        table(rows, baseline), "", *verdict(rows), "", f"![segmentation]({shown})", "",
+        table(rows, refs), "", *verdict(rows), "", f"![segmentation]({shown})", "",
     ])
     write_section(results, text)
     print(text)

@@ -119,3 +119,5 @@ def test_compose_scenes_rejects_bad_objects_and_size():
         compose_scenes(objects, labels[:1], flat, 2, np.random.default_rng(0))
     with pytest.raises(ValueError, match="size"):
         compose_scenes(objects, labels, flat, 2, np.random.default_rng(0), size=4)
+    with pytest.raises(ValueError, match="n must be"):
+        compose_scenes(objects, labels, flat, -1, np.random.default_rng(0))

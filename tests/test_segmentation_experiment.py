@@ -37,7 +37,8 @@ def test_smoke_run_writes_its_table_and_figure(experiment, tmp_path, monkeypatch
     assert experiment.main(argv) == 0
     text = results.read_text()
     assert "## Another section\n\nkept" in text and text.count(experiment.SECTION) == 1
-    for row in ("| crate | supervised |", "| vit | supervised |", "| crate | at init |", "| raw pixels |"):
+    for row in ("| crate | supervised |", "| vit | supervised |", "| crate | at init |", "| MaskCut on raw pixels |",
+                "| true masks at the patch grid (about the best score) |"):
         assert row in text
     assert "| 2 |" in text and "CRATE − ViT MaskCut mIoU" in text
     assert imread(figure).ndim == 3
