@@ -34,9 +34,13 @@ MODELS = {
     "crate-mae-no-cls-normpix": (crate_mae, MAE.replace(cls_token=False, norm_pix_loss=True)),
     "crate-lm": (crate_lm, LM),
     "crate-lm-ista-no-out-projection": (crate_lm, LM.replace(sparse="ista", heads=1, dim_head=8)),
+    "crate-bert": (crate_lm, LM.replace(causal=False)),  # scored by the masked-token loss
+    "crate-bert-ista-classifier": (crate_lm, LM.replace(causal=False, sparse="ista", num_classes=3)),
+    "crate-lm-classifier": (crate_lm, LM.replace(num_classes=3)),  # a causal backbone's features, pooled
     "vit": (crate, CRATE.replace(block="transformer")),
     "vit-mean-mlp2-one-head": (crate, CRATE.replace(block="transformer", pool="mean", mlp_ratio=2, heads=1, dim_head=6)),
     "gpt": (crate_lm, LM.replace(block="transformer")),
+    "bert-classifier": (crate_lm, LM.replace(block="transformer", causal=False, num_classes=3)),
 }
 
 
@@ -55,7 +59,12 @@ class Case:
     def inputs(self, rng, dtype=np.float64):
         cfg = self.cfg
         if self.model is crate_lm:
-            return {"tokens": rng.integers(0, cfg.vocab_size, (2, 5)), "targets": rng.integers(0, cfg.vocab_size, (2, 5))}
+            inputs = {"tokens": rng.integers(0, cfg.vocab_size, (2, 5)), "targets": rng.integers(0, cfg.vocab_size, (2, 5)),
+                      "chosen": rng.random((2, 5)) < 0.4}
+            inputs["chosen"][:, 0] = True  # at least one chosen position per window
+            if cfg.num_classes:
+                inputs["dlogits"] = rng.standard_normal((2, cfg.num_classes)).astype(dtype)
+            return inputs
         images = rng.standard_normal((3, cfg.channels, cfg.image_size, cfg.image_size)).astype(dtype)
         if self.model is crate_mae:
             return {"images": images, "mask": crate_mae.make_mask(cfg, 3, rng=5)}
@@ -70,6 +79,11 @@ class Case:
 
     def loss(self, out, inputs):
         """``(loss, dout)``: the model's own loss, or ⟨dlogits, logits⟩ for the classifiers."""
+        if self.model is crate_lm and self.cfg.num_classes:
+            return float(np.vdot(inputs["dlogits"], out)), inputs["dlogits"]
+        if self.model is crate_lm and not self.cfg.causal:
+            loss, dlogits = crate_lm.masked_token_loss(out, inputs["targets"], inputs["chosen"])
+            return float(loss), dlogits
         if self.model is crate_lm:
             return crate_lm.next_token_loss(out, inputs["targets"])
         if self.model is crate_mae:

@@ -17,12 +17,14 @@ TINY_VIT = dict(model_overrides=dict(dim=16, depth=2, heads=2, dim_head=8), epoc
 
 def test_the_variant_table_names_a_base_model_and_the_fields_it_fixes():
     assert variant("vit") == ("crate", {"block": "transformer"})
-    assert variant("gpt") == ("crate-lm", {"block": "transformer"})
+    assert variant("gpt") == ("crate-lm", {"block": "transformer", "causal": True})
     assert variant("crate") == ("crate", {})
     assert "vit" in available_models() and "gpt" not in available_models()  # the registry lists classifiers
     assert get_model("vit") is crate and model_module("gpt") is crate_lm
     assert set(VARIANTS) <= set(model_names())
     assert model_of(crate.Config(block="transformer")) is crate
+    # gpt fixes the direction too: a genre classifier named gpt reads causal features
+    assert resolve_config("gpt", task="genre").model_config["causal"] is True
 
 
 def test_vit_trains_with_the_classification_presets_and_gpt_with_shakespeare_char():

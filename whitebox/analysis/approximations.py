@@ -138,7 +138,10 @@ def proximal_iterates(params: dict, images, cfg, model: ModuleType | None = None
     model = model or model_of(cfg)
     _, cache = model.forward(params, images, cfg, keep_features=True)
     feats = model.layer_features(cache)
-    steps, start_input = getattr(cfg, "odl_steps", 1), getattr(cfg, "ista_start", "input") == "input"
+    if hasattr(cfg, "sparse"):  # the token model: its overcomplete block from A_0 = 0, or CRATE's ISTA
+        steps, start_input = (cfg.sparse_steps, False) if cfg.sparse == "overcomplete" else (1, True)
+    else:
+        steps, start_input = getattr(cfg, "odl_steps", 1), getattr(cfg, "ista_start", "input") == "input"
     layers = []
     for ell, Y in enumerate(feats["sparse_inputs"]):
         xp = array_module(Y)

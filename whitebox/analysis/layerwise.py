@@ -103,6 +103,7 @@ from ..models.checks import is_transformer
 from ..models.registry import model_of
 from ..rate import coding_rate, compression_rate, sparse_rate_reduction
 from ..train import LoadedRun, load_run
+from ..train.config import TEXT_TASKS
 
 CONVENTIONS = ("whitebox", "published")
 FEATURES = ("ln", "raw")
@@ -327,11 +328,12 @@ def _measure_stage(Z, params, stage: Stage, cfg, convention, eps, lambd, feature
 
 # -- from a checkpoint ------------------------------------------------------------------------
 
-def load_trained(path, *, device: str | None = None) -> LoadedRun:
+def load_trained(path, *, device: str | None = None, tokens: bool = False) -> LoadedRun:
     """A classifier trained by ``whitebox train`` (:func:`whitebox.train.load_run`), on ``device``
-    (default ``$WHITEBOX_DEVICE`` or the CPU, not the device the run trained on: measuring is cheap)."""
+    (default ``$WHITEBOX_DEVICE`` or the CPU, not the device the run trained on: measuring is cheap);
+    with ``tokens``, a token model's run (lm, mlm, genre) too."""
     run = load_run(path, device=resolve_device(device))
-    if run.config.task != "classification":
+    if run.config.task != "classification" and not (tokens and run.config.task in TEXT_TASKS):
         raise ValueError(f"{run.path} is a {run.config.task!r} run; this needs a classifier (crate, crate-alpha)")
     return run
 

@@ -1,6 +1,7 @@
-"""The causal CRATE layer of the language model: both halves residual, attention masked.
+"""The CRATE layer of the token models: both halves residual, attention masked in the causal model.
 
-    Z^{ℓ+½} = Z^ℓ + MSSA_causal(LN(Z^ℓ))          (CRATE JMLR eq. 14, token t attends to tokens ≤ t)
+    Z^{ℓ+½} = Z^ℓ + MSSA(LN(Z^ℓ))                 (CRATE JMLR eq. 14; causal: token t attends to tokens ≤ t,
+                                                    CRATE-BERT: to every token)
     Z^{ℓ+1} = Z^{ℓ+½} + SC(LN(Z^{ℓ+½}))            (sparse coding, then decoding)
 
 ``SC`` is ``"overcomplete"``: CRATE-alpha's ODL with the tied decoder ``D̂ = D`` (its eqs. 8-10),
@@ -27,7 +28,7 @@ SPARSE_BLOCKS = ("overcomplete", "ista")
 
 @dataclass(frozen=True)
 class CausalLayerSpec:
-    attention: AttentionSpec  # with causal=True
+    attention: AttentionSpec  # causal=True for the next-token model, False for CRATE-BERT
     sparse: str  # "overcomplete" or "ista"
     code_dim: int  # m (d for "ista")
     sparse_steps: int  # T of the overcomplete block

@@ -34,6 +34,9 @@ Z^0, Z^0.5, Z^1, ..., Z^L. Two conventions (see whitebox/analysis/layerwise.py):
   published  per-head qkv features of LN(Z), each token scaled to unit norm, eps 0.1
              (the published CodingRate(eps=0.01) passes eps^2)
 
+A token model (a run of --task lm, mlm or genre) is measured on --images windows of its own held-out
+text (the validation windows, unmasked, or the held-out passages), its tokens in place of patches.
+
 With --out, writes measure.json, measure.md, layerwise.png, layerwise_published.png, and the checks
 of the approximations on the trained model (approximations.png and tables in measure.md).
 
@@ -45,7 +48,7 @@ example:
 def add_measure_arguments(p) -> None:
     p.add_argument("--checkpoint", required=True, metavar="RUN",
                    help="a run folder (its checkpoint.npz) or a checkpoint file")
-    p.add_argument("--dataset", choices=DATASETS, help="test images to measure on (default: the run's dataset)")
+    p.add_argument("--dataset", choices=DATASETS, help="test images to measure on (default: the run's dataset; not for a token model)")
     p.add_argument("--out", metavar="DIR", help="write the tables and figures here")
     p.add_argument("--images", type=positive_int, default=256, metavar="N", help="test images (default 256)")
     p.add_argument("--eps", type=positive_float, metavar="EPS",

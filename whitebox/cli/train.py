@@ -10,6 +10,9 @@
     whitebox reconstruct --checkpoint runs/mae --out grid.png  masked inputs, reconstructions, originals
     whitebox train --task lm --out runs/lm                     causal CRATE on Shakespeare
     whitebox sample --checkpoint runs/lm --prompt "ROMEO." --chars 300
+    whitebox train --task mlm --out runs/mlm                   CRATE-BERT: masked characters of Shakespeare
+    whitebox fill --checkpoint runs/mlm --text "To be or [MASK] to be"
+    whitebox train --task genre --init-from runs/mlm           comedy, history or tragedy (--linear-probe)
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Callable
 from .. import figures
 from ..data import DATASETS, load_dataset
 from ..distributed import collective_error, communicator, is_collective
+from ..data.text import MASK
 from ..models import crate_lm
 from ..train import (PRESETS, NonFiniteEvaluationError, NonFiniteLossError, TrainingInterrupted,
                      evaluate_checkpoint, evaluate_weights, load_run, resolve_config, resume_run, start_run)
@@ -30,7 +34,8 @@ from .common import (PROG, CommandError, UsageError, add_device_argument, comman
 from .weights import FORMATS, PRESET_RULE, add_model_arguments, eval_config
 
 INTERRUPTED = 130  # the shell's status for a process stopped by SIGINT
-TASK_SPELLINGS = {"classification": "classification", "classify": "classification", "mae": "mae", "lm": "lm"}
+TASK_SPELLINGS = {"classification": "classification", "classify": "classification", "mae": "mae", "lm": "lm",
+                  "mlm": "mlm", "genre": "genre"}
 
 TRAIN_DESCRIPTION = """\
 Train a white-box transformer, with a progress bar, an evaluation on the held-out split after
@@ -39,8 +44,10 @@ every epoch, and everything written to the output folder:
   config.json      the resolved settings           metrics.jsonl   one line per epoch
   checkpoint.npz   parameters, optimiser, step      curves.png      loss (and accuracy) curves
 
-Three tasks: classification (CRATE, CRATE-alpha on MNIST, Fashion-MNIST, CIFAR-10), mae (masked
-autoencoding with CRATE-MAE) and lm (character language modelling with causal CRATE). A preset
+Five tasks: classification (CRATE, CRATE-alpha on MNIST, Fashion-MNIST, CIFAR-10), mae (masked
+autoencoding with CRATE-MAE), lm (character language modelling with causal CRATE), mlm (masked
+language modelling with CRATE-BERT; --set tokenizer=bpe --set vocab=512 for byte-pair tokens) and
+genre (comedy, history or tragedy of a passage, from scratch or --init-from an mlm or lm run). A preset
 (listed below) gives every setting; any option given here replaces the preset's value. A
 checkpoint is written after each epoch and on Ctrl-C or SIGTERM; continue with --resume FOLDER.
 
@@ -81,10 +88,11 @@ def _flag(name: str) -> str:
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     what = p.add_argument_group("what to train")
     what.add_argument("--task", choices=tuple(TASK_SPELLINGS),
-                      help="classification (default; also 'classify'), mae or lm (default: the preset's)")
+                      help="classification (default; also 'classify'), mae, lm, mlm or genre (default: the preset's)")
     what.add_argument("--model", choices=model_names(),
                       help="the model (default: the preset's); vit: the ViT baseline of a classifier, gpt: the "
-                           "GPT baseline of --task lm")
+                           "GPT baseline of --task lm, crate-bert and bert: the bidirectional token models of "
+                           "--task mlm and genre")
     what.add_argument("--preset", choices=tuple(PRESETS), help="the recipe (default: mnist-demo, or the task's; list below)")
     what.add_argument("--dataset", choices=DATASETS,
                       help="the image dataset (default: the preset's); image size and classes follow from it")
@@ -223,7 +231,11 @@ def report_training(run: Callable, prints: bool = True) -> int:
 
 
 def _figures(r: dict, prefix: str) -> str:
-    """``accuracy 98.10% (loss 0.5234)`` or ``loss 1.2345, 1.781 bits per character``."""
+    """``accuracy 98.10% (loss 0.5234)``, ``loss 1.2345, 1.781 bits per character``, or the masked task's
+    ``masked-token accuracy 45.10%, 2.345 bits per masked character (unigram 4.567)``."""
+    if prefix + "unigram_bpc" in r:
+        return (f"masked-token accuracy {r[prefix + 'accuracy']:.2%}, {r[prefix + 'bpc']:.3f} bits per masked "
+                f"character (unigram {r[prefix + 'unigram_bpc']:.3f})")
     if prefix + "accuracy" in r:
         return f"accuracy {r[prefix + 'accuracy']:.2%} (loss {r[prefix + 'loss']:.4f})"
     bpc = f", {r[prefix + 'bpc']:.3f} bits per character" if prefix + "bpc" in r else ""
@@ -377,3 +389,33 @@ def sample(args: argparse.Namespace) -> int:
     print(args.prompt + text)
     return 0
 
+
+
+# -- whitebox fill ----------------------------------------------------------------------------
+
+def add_fill_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, metavar="RUN", help="a CRATE-BERT (--task mlm) run folder or checkpoint")
+    p.add_argument("--text", required=True, help=f"the text, with {MASK} where a token is to be filled in")
+    p.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="predictions shown per mask (default 5)")
+    add_device_argument(p, "the device the run trained on")
+
+
+@command("fill", "the likeliest tokens at each [MASK] of a text under a CRATE-BERT checkpoint",
+         f"Show what a masked language model (whitebox train --task mlm) predicts at every {MASK} of --text: "
+         "the top-k tokens with their probabilities, all masks filled in one pass.", add_fill_arguments)
+def fill(args: argparse.Namespace) -> int:
+    run = _load_task_run(args.checkpoint, "mlm", args.device)
+    tokenizer = run.tokenizer()
+    try:
+        ids = tokenizer.encode(args.text)
+        if len(ids) > run.cfg.block_size:
+            raise ValueError(f"the text is {len(ids)} tokens long, more than the model's context of "
+                             f"{run.cfg.block_size}")
+        predictions = crate_lm.fill_masks(run.params, run.cfg, ids, tokenizer.special_id(MASK), args.top_k)
+    except ValueError as e:
+        raise UsageError(f"--text: {e}") from None
+    print(args.text)
+    for number, (position, top, probs) in enumerate(predictions, 1):
+        shown = ", ".join(f"{tokenizer.decode([t])!r} {p:.1%}" for t, p in zip(top.tolist(), probs.tolist()))
+        print(f"{MASK} {number} (token {position}): {shown}")
+    return 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -70,37 +71,50 @@ def split_text(text: str, val_fraction: float = VAL_FRACTION) -> tuple[str, str]
     return text[:cut], text[cut:]
 
 
-class CharTokenizer:
-    """A character-level vocabulary: token ``i`` is ``chars[i]`` (sorted unique characters)."""
+MASK = "[MASK]"  # the masked-language-model's special token (reserved by the MLM task's tokenizers)
 
-    def __init__(self, chars):
-        chars = list(chars)
-        if not chars or any(not isinstance(c, str) or len(c) != 1 for c in chars):
-            raise ValueError("chars must be a non-empty sequence of single characters")
-        if len(set(chars)) != len(chars):
-            raise ValueError("chars must not repeat a character")
-        self.chars = chars
-        self.index = {c: i for i, c in enumerate(chars)}
 
-    @classmethod
-    def from_text(cls, text: str) -> "CharTokenizer":
-        """The vocabulary of ``text``: its distinct characters, sorted."""
-        if not isinstance(text, str) or not text:
-            raise ValueError("text must be a non-empty str")
-        return cls(sorted(set(text)))
+class Tokenizer:
+    """What every tokenizer shares: token ``i`` is the string ``pieces[i]``; the special tokens
+    (``specials``, e.g. :data:`MASK`) come last and are written literally in the text to encode.
+
+    A subclass sets ``pieces`` and ``specials`` and implements ``_encode_plain`` (text without
+    special tokens -> ids), ``to_json`` and ``from_json``.
+    """
+
+    pieces: list
+    specials: tuple
 
     @property
     def vocab_size(self) -> int:
-        return len(self.chars)
+        return len(self.pieces)
+
+    @property
+    def num_regular(self) -> int:
+        """The ids ``[0, num_regular)`` are the tokens of text; the specials follow."""
+        return len(self.pieces) - len(self.specials)
+
+    def special_id(self, name: str) -> int:
+        """The id of the special token ``name``; ``ValueError`` if this tokenizer does not reserve it."""
+        if name not in self.specials:
+            raise ValueError(f"this tokenizer reserves no {name} token (its specials: {list(self.specials)})")
+        return self.num_regular + self.specials.index(name)
+
+    def token_lengths(self) -> np.ndarray:
+        """Characters per token (vocab_size,) int64 (a special token counts its written length)."""
+        return np.fromiter((len(p) for p in self.pieces), dtype=np.int64, count=len(self.pieces))
 
     def encode(self, text: str) -> np.ndarray:
-        """Token ids (len(text),) int64; ``ValueError`` naming the first character not in the vocabulary."""
+        """Token ids (n,) int64; a special token written in ``text`` (``"[MASK]"``) is its one id;
+        ``ValueError`` naming the first character not in the vocabulary."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        try:
-            return np.fromiter((self.index[c] for c in text), dtype=np.int64, count=len(text))
-        except KeyError as e:
-            raise ValueError(f"character {e.args[0]!r} is not in the vocabulary of {self.vocab_size} characters") from None
+        if not self.specials:
+            return self._encode_plain(text)
+        parts, ids = re.split("(" + "|".join(map(re.escape, self.specials)) + ")", text), []
+        for i, part in enumerate(parts):  # odd parts are the specials themselves
+            ids.append(np.asarray([self.special_id(part)]) if i % 2 else self._encode_plain(part))
+        return np.concatenate(ids).astype(np.int64)
 
     def decode(self, ids) -> str:
         """The text of token ids (any integer sequence or array); ``ValueError`` for an id out of range."""
@@ -108,30 +122,66 @@ class CharTokenizer:
         if ids.size and (ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= self.vocab_size):
             raise ValueError(f"ids must be integers in [0, {self.vocab_size}), "
                              f"got {ids.dtype} in [{ids.min()}, {ids.max()}]")
-        return "".join(self.chars[i] for i in ids.tolist())
-
-    def to_json(self) -> str:
-        """The vocabulary as JSON text (stored in a checkpoint's metadata)."""
-        return json.dumps({"chars": "".join(self.chars)})
-
-    @classmethod
-    def from_json(cls, text: str) -> "CharTokenizer":
-        return cls(json.loads(text)["chars"])
+        return "".join(self.pieces[i] for i in ids.tolist())
 
     def save(self, path) -> Path:
         path = Path(path)
         path.write_text(self.to_json(), encoding="utf-8")
         return path
 
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and self.to_json() == other.to_json()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(vocab_size={self.vocab_size})"
+
+
+def check_specials(specials) -> tuple:
+    specials = tuple(specials)
+    if any(not isinstance(s, str) or len(s) < 2 for s in specials) or len(set(specials)) != len(specials):
+        raise ValueError(f"specials must be distinct strings of two characters or more, got {list(specials)}")
+    return specials
+
+
+class CharTokenizer(Tokenizer):
+    """A character-level vocabulary: token ``i`` is ``chars[i]`` (sorted unique characters), then the specials."""
+
+    def __init__(self, chars, specials=()):
+        chars = list(chars)
+        if not chars or any(not isinstance(c, str) or len(c) != 1 for c in chars):
+            raise ValueError("chars must be a non-empty sequence of single characters")
+        if len(set(chars)) != len(chars):
+            raise ValueError("chars must not repeat a character")
+        self.chars = chars
+        self.specials = check_specials(specials)
+        self.pieces = chars + list(self.specials)
+        self.index = {c: i for i, c in enumerate(chars)}
+
+    @classmethod
+    def from_text(cls, text: str, specials=()) -> "CharTokenizer":
+        """The vocabulary of ``text``: its distinct characters, sorted (then ``specials``)."""
+        if not isinstance(text, str) or not text:
+            raise ValueError("text must be a non-empty str")
+        return cls(sorted(set(text)), specials)
+
+    def _encode_plain(self, text: str) -> np.ndarray:
+        try:
+            return np.fromiter((self.index[c] for c in text), dtype=np.int64, count=len(text))
+        except KeyError as e:
+            raise ValueError(f"character {e.args[0]!r} is not in the vocabulary of {self.vocab_size} characters") from None
+
+    def to_json(self) -> str:
+        """The vocabulary as JSON text (stored in a checkpoint's metadata)."""
+        return json.dumps({"chars": "".join(self.chars), **({"specials": list(self.specials)} if self.specials else {})})
+
+    @classmethod
+    def from_json(cls, text: str) -> "CharTokenizer":
+        data = json.loads(text)
+        return cls(data["chars"], data.get("specials", ()))
+
     @classmethod
     def load(cls, path) -> "CharTokenizer":
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, CharTokenizer) and self.chars == other.chars
-
-    def __repr__(self) -> str:
-        return f"CharTokenizer(vocab_size={self.vocab_size})"
 
 
 def random_windows(tokens, batch: int, length: int, rng=0) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,9 @@ MODULES = {
 # name -> (base model, the Config fields the name fixes); add a row for a new variant
 VARIANTS = {
     "vit": ("crate", {"block": "transformer"}),  # the ViT baseline: CRATE's embedding and head, transformer blocks
-    "gpt": ("crate-lm", {"block": "transformer"}),  # the GPT baseline: causal CRATE's embeddings and tied head
+    "gpt": ("crate-lm", {"block": "transformer", "causal": True}),  # the GPT baseline: causal CRATE's embeddings and tied head
+    "crate-bert": ("crate-lm", {"causal": False}),  # CRATE-BERT: the bidirectional token model (--task mlm)
+    "bert": ("crate-lm", {"causal": False, "block": "transformer"}),  # the BERT baseline
 }
 
 
@@ -56,10 +58,13 @@ def get_model(name: str) -> ModuleType:
     return importlib.import_module(MODULES[variant(name)[0]])
 
 
+TOKEN_MODELS = ("whitebox.models.crate_lm",)  # not classifiers of images, but measured and fine-tuned alike
+
+
 def model_of(cfg) -> ModuleType:
-    """The module whose ``Config`` made ``cfg`` (``crate.Config`` -> :mod:`whitebox.models.crate`)."""
-    for name in available_models():
-        module = get_model(name)
+    """The module whose ``Config`` made ``cfg`` (``crate.Config`` -> :mod:`whitebox.models.crate`), a
+    classifier's or a token model's."""
+    for module in [get_model(name) for name in available_models()] + [importlib.import_module(m) for m in TOKEN_MODELS]:
         if type(cfg) is module.Config:
             return module
     raise ValueError(f"cfg must be the Config of one of the models {available_models()}, got {type(cfg).__name__}")

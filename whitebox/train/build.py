@@ -11,19 +11,26 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
 from ..data import dataset_info, default_augmentation, load_dataset
-from ..data.text import CharTokenizer, load_shakespeare, split_text
+from ..data.bpe import make_tokenizer, tokenizer_from_json
+from ..data.plays import evenly, genre_passages
+from ..data.text import MASK, CharTokenizer, Tokenizer, load_shakespeare, split_text
+from ..io import RunPaths
 from ..optim import SGD, AdamW, Lion, decay_mask
 from ..schedules import warmup_cosine
 from ..weights import HEAD_NAMES
 from .classification import ClassificationTask
-from .config import RunConfig
+from .checkpoint import load_checkpoint
+from .config import ConfigError, RunConfig
+from .genre_task import GenreTask
 from .lm_task import LMTask
 from .mae_task import MAETask
+from .mlm_task import MLMTask
 
 NO_DECAY = {"mask_token"}  # CRATE-MAE's learned input, like the position embeddings
 
@@ -88,21 +95,73 @@ def build_mae(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: boo
     return task, config, {}
 
 
+def _with_vocabulary(config: RunConfig, tokenizer: Tokenizer) -> RunConfig:
+    return dataclasses.replace(config, model_config={**config.model_config, "vocab_size": tokenizer.vocab_size})
+
+
 def build_lm(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: bool):
     """The vocabulary is built from the training text (or is ``tokenizer``, the one a checkpoint carries)."""
     train_text, val_text = split_text(load_shakespeare(), config.data["val_fraction"])
     tokenizer = tokenizer or CharTokenizer.from_text(train_text)
-    config = dataclasses.replace(config, model_config={**config.model_config, "vocab_size": tokenizer.vocab_size})
+    config = _with_vocabulary(config, tokenizer)
     task = LMTask(config.model_cfg(), tokenizer.encode(train_text), tokenizer.encode(val_text),
                   batch_size=config.batch_size, steps_per_epoch=config.data["steps_per_epoch"], seed=config.seed,
                   xp=xp, eval_windows=config.data["eval_windows"])
     return task, config, {"tokenizer": tokenizer.to_json()}
 
 
-BUILDERS = {"classification": build_classification, "mae": build_mae, "lm": build_lm}
+def _text_tokenizer(config: RunConfig, train_text: str) -> Tokenizer:
+    """The masked models' vocabulary: characters or byte-pair merges of the training text, and [MASK]."""
+    return make_tokenizer(config.data["tokenizer"], train_text, config.data["vocab"], (MASK,))
 
 
-def build_task(config: RunConfig, xp: ModuleType = np, *, data_dir=None, tokenizer: CharTokenizer | None = None,
+def build_mlm(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: bool):
+    """The vocabulary (with [MASK]) is learnt from the training text, or is ``tokenizer`` (a checkpoint's);
+    the training text is read even for an evaluation (its token frequencies are the unigram baseline)."""
+    train_text, val_text = split_text(load_shakespeare(), config.data["val_fraction"])
+    tokenizer = tokenizer or _text_tokenizer(config, train_text)
+    config = _with_vocabulary(config, tokenizer)
+    task = MLMTask(config.model_cfg(), tokenizer.encode(train_text), tokenizer.encode(val_text), tokenizer=tokenizer,
+                   batch_size=config.batch_size,
+                   steps_per_epoch=config.data["steps_per_epoch"], seed=config.seed, xp=xp,
+                   eval_windows=config.data["eval_windows"])
+    return task, config, {"tokenizer": tokenizer.to_json()}
+
+
+def _pretrained(config: RunConfig) -> tuple[RunConfig, Tokenizer]:
+    """A fine-tuning run of a token model takes the pretrained run's vocabulary, model and backbone settings
+    (``--model`` and ``--set`` of the model fields are replaced by the checkpoint's)."""
+    path = Path(config.init_from)
+    checkpoint = load_checkpoint(RunPaths(path).checkpoint if path.is_dir() else path)
+    if "tokenizer" not in checkpoint.meta:
+        raise ConfigError(f"init_from {config.init_from}: not a run of a token model (it holds no vocabulary)")
+    pretrained = RunConfig.from_dict(checkpoint.meta["config"])
+    model_config = {**pretrained.model_config, "num_classes": config.model_config["num_classes"]}
+    return (dataclasses.replace(config, model=pretrained.model, model_config=model_config),
+            tokenizer_from_json(checkpoint.meta["tokenizer"]))
+
+
+def build_genre(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: bool):
+    """Passages of ``block_size`` tokens; the vocabulary is the pretrained run's (``init_from``), a
+    checkpoint's (``tokenizer``), or learnt from the masked task's training text."""
+    if tokenizer is None and config.init_from is not None:
+        config, tokenizer = _pretrained(config)
+    tokenizer = tokenizer or _text_tokenizer(config, split_text(load_shakespeare())[0])
+    config = _with_vocabulary(config, tokenizer)
+    cfg = config.model_cfg()
+    train_split, test = genre_passages(tokenizer.encode, cfg.block_size, config.data["test_fraction"])
+    train_split = tuple(a[evenly(len(a), config.train_limit if train else 0)] for a in train_split)
+    test = tuple(a[evenly(len(a), config.test_limit)] for a in test)
+    task = GenreTask(cfg, train_split, test, batch_size=config.batch_size, seed=config.seed,
+                     label_smoothing=config.label_smoothing, xp=xp, eval_batch_size=config.eval_batch_size)
+    return task, config, {"tokenizer": tokenizer.to_json()}
+
+
+BUILDERS = {"classification": build_classification, "mae": build_mae, "lm": build_lm, "mlm": build_mlm,
+            "genre": build_genre}
+
+
+def build_task(config: RunConfig, xp: ModuleType = np, *, data_dir=None, tokenizer: Tokenizer | None = None,
                train: bool = True):
     """``(task, config, meta)`` of the config (module doc); ``train=False`` skips the training images."""
     return BUILDERS[config.task](config, xp, data_dir, tokenizer, train)

@@ -16,6 +16,9 @@ fields fixed in its Config.
 ``scenes``              a small CRATE for the scenes (digits on photographs, with masks): patch 4, width 64
 ``mnist-mae``           CRATE-MAE on MNIST: 7×7 patches of 4×4, width 64, 3 encoder + 3 decoder layers
 ``shakespeare-char``    causal CRATE on Shakespeare's characters: context 128, width 128, 4 layers
+``shakespeare-mlm``     CRATE-BERT (bidirectional, masked tokens) on the same characters and sizes
+``shakespeare-bpe-mlm`` CRATE-BERT on 512 byte-pair tokens learnt from the training text
+``shakespeare-genre``   comedy, history or tragedy of a passage (the First Folio's grouping)
 ======================  ====================================================================
 
 The classification recipes follow the published CRATE training (docs/reference.md §5: AdamW,
@@ -39,21 +42,31 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 from ..data import dataset_info
+from ..data.bpe import TOKENIZERS
 from ..data.catalog import check_dataset
+from ..data.plays import GENRES
 from ..models import crate_lm, crate_mae
 from ..models.registry import VARIANTS, available_models, get_model, variant
 
-TASKS = ("classification", "mae", "lm")
+TASKS = ("classification", "mae", "lm", "mlm", "genre")
+TEXT_TASKS = ("lm", "mlm", "genre")  # the token models' tasks: Shakespeare's text, no image dataset
 OPTIMIZERS = ("adamw", "lion", "sgd")
 DEFAULT_BETAS = {"adamw": (0.9, 0.999), "lion": (0.9, 0.99)}  # SGD: Nesterov momentum 0.9, no betas
 DTYPES = ("float32", "float64")
 GENERATIVE_MODELS = {"crate-mae": crate_mae, "crate-lm": crate_lm}
 # the data options of each task, with their defaults (``--set KEY=VALUE`` may change them)
 DATA_OPTIONS = {"classification": {}, "mae": {},
-                "lm": {"val_fraction": 0.1, "steps_per_epoch": 500, "eval_windows": 256}}
+                "lm": {"val_fraction": 0.1, "steps_per_epoch": 500, "eval_windows": 256},
+                # tokenizer: "char" or "bpe" (byte-pair merges up to vocab tokens, [MASK] included)
+                "mlm": {"val_fraction": 0.1, "steps_per_epoch": 500, "eval_windows": 256, "tokenizer": "char",
+                        "vocab": 512},
+                # test_fraction: the last passages of every play held out (whitebox.data.plays)
+                "genre": {"test_fraction": 0.2, "tokenizer": "char", "vocab": 512}}
 # the fields of RunConfig that a task does not read (and that may not be given for it)
 UNUSED = {"classification": (), "mae": ("label_smoothing", "augment", "init_from"),
-          "lm": ("label_smoothing", "augment", "dataset", "train_limit", "test_limit", "eval_batch_size", "init_from")}
+          "lm": ("label_smoothing", "augment", "dataset", "train_limit", "test_limit", "eval_batch_size", "init_from"),
+          "mlm": ("label_smoothing", "augment", "dataset", "train_limit", "test_limit", "eval_batch_size", "init_from"),
+          "genre": ("augment", "dataset")}
 DATASET_FIELDS = ("image_size", "channels", "num_classes")  # the model fields an image dataset fixes
 
 
@@ -122,8 +135,30 @@ PRESETS = {
         epochs=10, batch_size=32, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, warmup_epochs=0.2, min_lr=1e-4,
         clip_grad=1.0,
     ),
+    "shakespeare-mlm": Preset(
+        "CRATE-BERT on Shakespeare's characters, BERT masking (the causal recipe)", "mlm", "crate-bert", None,
+        model=dict(block_size=128, dim=128, depth=4, heads=4, dim_head=32),
+        data=dict(steps_per_epoch=500, eval_windows=256, tokenizer="char"),
+        epochs=10, batch_size=32, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, warmup_epochs=0.2, min_lr=1e-4,
+        clip_grad=1.0,
+    ),
+    "shakespeare-bpe-mlm": Preset(
+        "CRATE-BERT on 512 byte-pair tokens of Shakespeare (about 2.1 characters each)", "mlm", "crate-bert", None,
+        model=dict(block_size=64, dim=128, depth=4, heads=4, dim_head=32),
+        data=dict(steps_per_epoch=500, eval_windows=256, tokenizer="bpe", vocab=512),
+        epochs=10, batch_size=32, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, warmup_epochs=0.2, min_lr=1e-4,
+        clip_grad=1.0,
+    ),
+    "shakespeare-genre": Preset(
+        "comedy, history or tragedy of a 128-character passage (fine-tune with --init-from an mlm run)", "genre",
+        "crate-bert", None,
+        model=dict(block_size=128, dim=128, depth=4, heads=4, dim_head=32),
+        epochs=3, batch_size=32, lr=5e-4, betas=(0.9, 0.95), weight_decay=0.05, warmup_epochs=0.1, min_lr=1e-5,
+        clip_grad=1.0, label_smoothing=0.0, augment=False,
+    ),
 }
-DEFAULT_PRESETS = {"classification": "mnist-demo", "mae": "mnist-mae", "lm": "shakespeare-char"}
+DEFAULT_PRESETS = {"classification": "mnist-demo", "mae": "mnist-mae", "lm": "shakespeare-char",
+                   "mlm": "shakespeare-mlm", "genre": "shakespeare-genre"}
 
 
 def get_preset(name: str) -> Preset:
@@ -133,7 +168,8 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-DEFAULT_MODEL = {"classification": "crate", "mae": "crate-mae", "lm": "crate-lm"}
+DEFAULT_MODEL = {"classification": "crate", "mae": "crate-mae", "lm": "crate-lm", "mlm": "crate-lm",
+                 "genre": "crate-lm"}
 
 
 def model_names() -> tuple[str, ...]:
@@ -295,9 +331,10 @@ def resolve_config(model: str | None = None, preset: str | None = None, *, task:
     if unknown:
         raise ConfigError(f"the {task} task has no data option(s) {unknown}; it has {sorted(data)}")
     data.update(data_overrides)
-    if task == "lm":
+    _check_text_options(task, data)
+    if task in TEXT_TASKS:
         dataset = None
-        settings.update(label_smoothing=0.0, augment=False)
+        settings.update(augment=False, **({} if task == "genre" else {"label_smoothing": 0.0}))
     else:
         dataset = check_dataset(dataset or recipe.dataset)
         if task == "mae":
@@ -306,6 +343,15 @@ def resolve_config(model: str | None = None, preset: str | None = None, *, task:
     model_config = _model_config(model, module, task, dataset, {**recipe.model, **model_overrides, **fixed})
     return RunConfig(task=task, model=model, preset=preset, dataset=dataset, model_config=model_config,
                      data=data, **settings, **given)
+
+
+def _check_text_options(task: str, data: dict) -> None:
+    if "tokenizer" in data and data["tokenizer"] not in TOKENIZERS:
+        raise ConfigError(f"tokenizer must be one of {TOKENIZERS}, got {data['tokenizer']!r}")
+    if "vocab" in data and (isinstance(data["vocab"], bool) or not isinstance(data["vocab"], int) or data["vocab"] < 2):
+        raise ConfigError(f"vocab (the byte-pair vocabulary's size) must be an integer >= 2, got {data['vocab']!r}")
+    if "test_fraction" in data and not (isinstance(data["test_fraction"], float) and 0 < data["test_fraction"] < 1):
+        raise ConfigError(f"test_fraction must be a number in (0, 1), got {data['test_fraction']!r}")
 
 
 def _check_training(settings: dict, run: dict) -> None:
@@ -333,10 +379,17 @@ def _model_config(model: str, module: ModuleType, task: str, dataset: str | None
     unknown = sorted(set(fields) - names)
     if unknown:
         raise ConfigError(f"model {model!r} has no setting(s) {unknown}; its Config has {sorted(names)}")
-    if task == "lm":
-        if "vocab_size" in fields:
-            raise ConfigError("vocab_size comes from the training text's characters; do not set it")
-        shape = {"vocab_size": 1}  # a placeholder, replaced by the tokenizer's size when the task is built
+    if task in TEXT_TASKS:
+        for name in ("vocab_size", "num_classes"):
+            if name in fields:
+                raise ConfigError(f"{name} comes from the {task} task's text (its tokens, its classes); do not set it")
+        # vocab_size: a placeholder, replaced by the tokenizer's size when the task is built
+        shape = {"vocab_size": 1, "num_classes": len(GENRES) if task == "genre" else None}
+        if task == "mlm" and fields.get("causal", True) is not False:
+            raise ConfigError("the mlm task needs a bidirectional model (--model crate-bert or bert, or --set "
+                              "causal=False)")
+        if task == "lm" and fields.get("causal", True) is not True:
+            raise ConfigError("the lm task needs a causal model: a bidirectional one would see the next token")
     else:
         info = dataset_info(dataset)
         shape = dict(image_size=info.image_size, channels=info.channels)

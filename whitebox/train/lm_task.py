@@ -66,6 +66,13 @@ class LMTask:
         return evaluate_tokens(params, self.cfg, self.val_tokens, self.batch_size, self.eval_windows, part)
 
 
+def rank_batches(count: int, batch_size: int, part: tuple = (0, 1)):
+    """The slices of the evaluation batches ``rank, rank + size, ...`` of ``count`` windows (``part = (rank, size)``)."""
+    rank, size = part
+    for lo in range(rank * batch_size, count, size * batch_size):
+        yield slice(lo, lo + batch_size)
+
+
 def evaluate_tokens(params: dict, cfg, tokens, batch_size: int = 64, max_windows: int | None = None,
                     part: tuple = (0, 1)) -> dict:
     """``{"loss", "bpc", "n"}`` of the model on consecutive windows of ``tokens`` (``n`` characters scored;
@@ -73,9 +80,8 @@ def evaluate_tokens(params: dict, cfg, tokens, batch_size: int = 64, max_windows
     xp = array_module(*params.values())
     x_all, y_all = sequential_windows(tokens, cfg.block_size, max_windows)  # W, T
     total, n = 0.0, 0
-    rank, size = part
-    for lo in range(rank * batch_size, len(x_all), size * batch_size):
-        x, y = (to_device(a[lo:lo + batch_size], xp) for a in (x_all, y_all))
+    for rows in rank_batches(len(x_all), batch_size, part):
+        x, y = (to_device(a[rows], xp) for a in (x_all, y_all))
         logits, _ = crate_lm.forward(params, x, cfg)
         loss, _ = crate_lm.next_token_loss(logits, y)
         total += loss * y.size

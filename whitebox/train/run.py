@@ -34,13 +34,14 @@ import numpy as np
 
 from .. import __version__
 from ..backend import array_module, get_xp, resolve_device
-from ..data.text import CharTokenizer
+from ..data.bpe import tokenizer_from_json
+from ..data.text import Tokenizer
 from ..distributed import SINGLE, Communicator, DistributedError, broadcast_tree
 from ..io import CHECKPOINT_NAME, RunPaths, atomic_write_text, remove_stale_temporaries
 from ..weights import finetuning_params_from_file, load_model_weights, params_for_finetuning
 from .build import build_task, init_params, make_optimizer, make_schedule, trained_names
 from .checkpoint import Checkpoint, CheckpointError, NoCheckpointError, load_checkpoint
-from .config import ConfigError, RunConfig
+from .config import TEXT_TASKS, ConfigError, RunConfig
 from .loop import fit, say, trained_params
 from .metrics import read_metrics
 from .state import TrainState, restore_state
@@ -85,9 +86,9 @@ class LoadedRun:
     def step(self) -> int:
         return int(self.meta["step"])
 
-    def tokenizer(self) -> CharTokenizer | None:
-        """The character vocabulary of a language-model run, None otherwise."""
-        return CharTokenizer.from_json(self.meta["tokenizer"]) if "tokenizer" in self.meta else None
+    def tokenizer(self) -> Tokenizer | None:
+        """The vocabulary of a token model's run (characters or byte-pair merges), None otherwise."""
+        return tokenizer_from_json(self.meta["tokenizer"]) if "tokenizer" in self.meta else None
 
     def initial_params(self) -> dict:
         """The parameters this run started from (:func:`starting_params`), on the same device."""
@@ -124,7 +125,7 @@ def starting_params(config: RunConfig, device: str) -> dict:
         return _fitted_weights(path, lambda: finetuning_params_from_file(path, cfg, config.seed, dtype=dtype,
                                                                          device=device))
     run = load_run(path, device="cpu")
-    if run.config.task != "classification":
+    if run.config.task != "classification" and config.task not in TEXT_TASKS:  # the text tasks check it when built
         raise ConfigError(f"init_from {path}: a {run.config.task} run has no classifier to fine-tune")
     params = _fitted_weights(run.path, lambda: params_for_finetuning(run.params, run.cfg, cfg, config.seed,
                                                                              device="cpu"))
@@ -207,7 +208,7 @@ def resume_run(out, *, device: str | None = None, data_dir=None, max_steps: int 
         _usable_folder(paths)
         device = resolve_device(device or checkpoint.meta.get("device"))
         xp = get_xp(device)
-        tokenizer = CharTokenizer.from_json(checkpoint.meta["tokenizer"]) if "tokenizer" in checkpoint.meta else None
+        tokenizer = tokenizer_from_json(checkpoint.meta["tokenizer"]) if "tokenizer" in checkpoint.meta else None
         task, config, extra = build_task(config, xp, data_dir=data_dir, tokenizer=tokenizer)
         _check_shares(config, task, comm)
         _check_fits(config, checkpoint.params, paths.checkpoint)
@@ -228,7 +229,8 @@ def _check_shares(config: RunConfig, task, comm: Communicator) -> None:
     if config.batch_size % comm.size:
         raise DistributedError(f"--batch-size {config.batch_size} (the global batch) does not split evenly over "
                                f"{comm.size} ranks; give a multiple of {comm.size}")
-    last = len(getattr(task, "train_images", ())) % config.batch_size  # the lm task has no partial batch
+    examples = task.train_labels if hasattr(task, "train_labels") else getattr(task, "train_images", ())
+    last = len(examples) % config.batch_size  # classification, genre and mae; the lm tasks have no partial batch
     if 0 < last < comm.size:
         raise DistributedError(f"the last batch of an epoch holds {last} example(s), fewer than the {comm.size} "
                                "ranks; change --train-limit or --batch-size")
@@ -329,7 +331,7 @@ def load_run(path, *, device: str | None = None) -> LoadedRun:
     file = RunPaths(path).checkpoint if Path(path).is_dir() else Path(path)
     checkpoint = load_checkpoint(file)
     config = _checked_config(checkpoint, file)
-    if config.task == "lm" and "tokenizer" not in checkpoint.meta:
+    if config.task in TEXT_TASKS and "tokenizer" not in checkpoint.meta:
         raise CheckpointError(f"{file} is a language-model checkpoint without its vocabulary (meta 'tokenizer')")
     _check_fits(config, checkpoint.params, file)
     xp = get_xp(resolve_device(device or checkpoint.meta.get("device")))
