@@ -343,10 +343,10 @@ def plot_segmentation(seg: Segmentation, path, n_images: int = 6) -> Path:
     return _save(fig, path, 100)
 
 
-def plot_segmentation_experiment(rows: list[dict], path, title: str = "") -> Path:
+def plot_segmentation_experiment(rows: list[dict], path, title: str = "", references: dict | None = None) -> Path:
     """Left: segmentation mIoU (pixel) of MaskCut and of the attention threshold per (model, training);
     right: k-NN accuracy. ``rows``: dicts with ``name``, ``maskcut``, ``attention``, ``knn`` (lists over
-    seeds; ``knn`` may be empty) and an optional ``baseline`` mIoU drawn as a line."""
+    seeds; ``knn`` may be empty); ``references``: label -> mIoU, each drawn as a horizontal line."""
     fig = _figure(figsize=(10, 3.8))
     left, right = fig.subplots(1, 2, width_ratios=(2, 1))
     x = np.arange(len(rows))
@@ -356,9 +356,8 @@ def plot_segmentation_experiment(rows: list[dict], path, title: str = "") -> Pat
                  yerr=[np.std(v) for v in values], capsize=3)
         for xi, v in zip(x, values):
             left.plot([xi + offset] * len(v), v, "k.", ms=3)
-    baselines = {r["baseline"] for r in rows if r.get("baseline") is not None}
-    for value in baselines:
-        left.axhline(value, color="gray", ls="--", lw=1, label="MaskCut on pixels")
+    for (label, value), style in zip((references or {}).items(), ("--", ":", "-.")):
+        left.axhline(value, color="gray", ls=style, lw=1, label=label)
     left.set_xticks(x, [r["name"] for r in rows], fontsize=7, rotation=20)
     left.set_ylabel("mIoU (pixel resolution)")
     left.legend(fontsize=7)
