@@ -24,14 +24,15 @@ and seeds, the script
    its CPU time, a Markdown table (mean ± std over seeds) and the figure ``--figure``.
 
 Budget knobs: ``--epochs``, ``--max-steps``, ``--train-limit``, ``--test-limit``, ``--seeds``,
-``--only`` (rows by model, training or ``model-training``). The default budget (1,500 training
-scenes, 3 epochs, 3 seeds, 1,000 test scenes) is sized for about 35 minutes on one idle core:
-measured on the shared 2-core machine under a load of about 9 (2026-12-02), a supervised run cost
-about 0.02 s per training image and a DINO or SimDINO run about 0.1 s (multi-crop, the teacher,
-the k-NN bank), evaluation included; an idle core is about 3-4 times faster, so the 6 supervised
-and 12 self-supervised runs take about 6 × 40 s + 12 × 150 s ≈ 34 minutes. At this budget the
-supervised models are still close to chance on the scenes (15% test accuracy after 564 updates in
-a calibration run): the CPU table measures barely trained features, and ``--device gpu`` with
+``--only`` (rows by model, training or ``model-training``). The default budget (1,200 training
+scenes, 3 epochs, 3 seeds, 500 test scenes) is sized for about 35 minutes on one idle core. Measured
+on the shared 2-core machine under a load of 6-8 (2026-12-02, 1,500 training and 1,000 test scenes):
+a supervised CRATE run took 50 s and a CRATE-DINO run 394 s (multi-crop, the teacher, the k-NN bank
+and the per-epoch evaluation), measurements included; scaled to the default budget that is about
+35 s and 280 s, so 6 supervised and 12 self-supervised runs take about an hour on that busy
+machine and, at the 2x speed of an idle core, about 30-35 minutes. At this budget the supervised
+models are still close to chance on the scenes (15% test accuracy after 564 updates in a
+calibration run): the CPU table measures barely trained features, and ``--device gpu`` with
 ``--train-limit 20000 --epochs 30`` is the budget at which the claim can really be tested.
 
 Examples::
@@ -105,8 +106,8 @@ def parse_args(argv):
     p.add_argument("--out", default="runs/segmentation", help="run folders go here (default runs/segmentation)")
     p.add_argument("--epochs", type=int, default=3, help="epochs of every training (default 3)")
     p.add_argument("--max-steps", type=int, help="stop every training after this many updates")
-    p.add_argument("--train-limit", type=int, default=1500, help="training scenes (default 1500)")
-    p.add_argument("--test-limit", type=int, default=1000, help="test scenes measured (default 1000)")
+    p.add_argument("--train-limit", type=int, default=1200, help="training scenes (default 1200)")
+    p.add_argument("--test-limit", type=int, default=500, help="test scenes measured (default 500)")
     p.add_argument("--batch-size", type=int, default=64, help="default 64")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (default 3)")
     p.add_argument("--only", help="comma-separated rows to run: a model (crate), a training (dino) or both "
