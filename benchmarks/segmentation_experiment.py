@@ -39,7 +39,7 @@ Examples::
 
     python benchmarks/segmentation_experiment.py                              # the recorded run
     python benchmarks/segmentation_experiment.py --only classification --seeds 1 --epochs 1
-    python benchmarks/segmentation_experiment.py --device gpu --train-limit 20000 --epochs 20
+    python benchmarks/segmentation_experiment.py --device gpu --train-limit 20000 --epochs 30
 """
 
 from __future__ import annotations
