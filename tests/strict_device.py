@@ -473,19 +473,23 @@ class _Ufunc:
         _launch()
 
 
+def _holds_device_arrays(obj) -> bool:
+    return isinstance(obj, (list, tuple)) and any(isinstance(v, ndarray) or _holds_device_arrays(v) for v in obj)
+
+
 def asarray(a, dtype=None, order=None, *, blocking=False):
-    """A device array of ``a``: itself when it already is one (cast if ``dtype`` asks), else an upload."""
+    """A device array of ``a``: itself when it already is one (cast if ``dtype`` asks), one launch for a
+    list of device arrays (CuPy stacks them on the device), else an upload."""
     if isinstance(a, ndarray):
         return a if dtype is None or np.dtype(dtype) == a.dtype else a.astype(dtype)
-    _upload()
-    return ndarray(np.array(a, dtype=dtype, order=order if order in ("C", "F") else "K"))
+    return array(a, dtype=dtype, order=order if order in ("C", "F") else "K")
 
 
 def array(obj, dtype=None, copy=True, order="K", ndmin=0):
-    """A new device array (a copy of a device array, an upload of host data)."""
-    if isinstance(obj, ndarray):
+    """A new device array (a copy of a device array or of a list of them, an upload of host data)."""
+    if isinstance(obj, ndarray) or _holds_device_arrays(obj):
         _launch()
-        return ndarray(np.array(obj._a, dtype=dtype, copy=True, order=order, ndmin=ndmin))
+        return ndarray(np.array(_unwrap(obj), dtype=dtype, copy=True, order=order, ndmin=ndmin))
     _upload()
     return ndarray(np.array(obj, dtype=dtype, order=order, ndmin=ndmin))
 

@@ -181,6 +181,15 @@ def test_launches_are_counted_per_kernel_and_views_are_free(a):
     assert outer.launches == 4 and outer.syncs == 0
 
 
+def test_a_list_of_device_scalars_becomes_one_device_array_without_a_sync(a):
+    with xp.counting() as c:
+        stacked = xp.asarray([a.sum(), a.max(), 2.0])
+    assert isinstance(stacked, xp.ndarray) and c.syncs == 0 and c.uploads == 0
+    np.testing.assert_array_equal(stacked.get(), [66.0, 11.0, 2.0])
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        xp.asarray([a, np.ones((3, 4))])
+
+
 def test_host_index_arrays_and_uploads_are_counted_as_uploads(a):
     with xp.counting() as c:
         a[[0, 2]], a[np.array([1])], xp.asarray(np.ones(2))

@@ -4,6 +4,7 @@
     whitebox measure --checkpoint runs/demo --out runs/demo/measure
     whitebox attention --checkpoint runs/demo --images 6 --out grid.png
     whitebox experiment ablation --dataset fashion-mnist --out runs/ablation
+    whitebox knn --checkpoint runs/dino
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from .. import figures
 from ..analysis.ablation import BUDGETS, budget_table, run_ablation, variant_configs
 from ..analysis.attention_maps import UPSAMPLE_MODES, attention_checkpoint
+from ..analysis.knn import knn_checkpoint
 from ..analysis.layerwise import DEFAULT_EPS, describe
 from ..analysis.measure import measure_checkpoint
 from ..analysis.report import report_checkpoint
@@ -228,4 +230,44 @@ def _experiment(args: argparse.Namespace, comm) -> int:
     out = Path(args.out)
     for name in ("ablation.md", "ablation.json", "loss_curves.png"):
         print(f"  {out / name}")
+    return 0
+
+
+KNN_DESCRIPTION = """\
+Weighted k-NN accuracy of a run's frozen features (DINO's protocol): the features of the first
+--train-limit training images are the bank; each test image's k nearest bank entries by cosine
+similarity vote for their classes with weight exp(cos / T). Works for any image backbone: a
+classifier (crate, crate-alpha, vit), a self-supervised run (dino, simdino), CRATE-MAE (the mean of
+its encoder's patch tokens).
+
+examples:
+  whitebox knn --checkpoint runs/dino
+  whitebox knn --checkpoint runs/demo --k 10 --train-limit 10000 --test-limit 2000
+"""
+
+
+def add_knn_arguments(p) -> None:
+    p.add_argument("--checkpoint", required=True, metavar="RUN",
+                   help="a run folder (its checkpoint.npz) or a checkpoint file")
+    p.add_argument("--k", type=positive_int, default=20, help="neighbours that vote (default 20)")
+    p.add_argument("--temperature", type=positive_float, default=0.07, metavar="T",
+                   help="votes weigh exp(cos / T) (default 0.07)")
+    p.add_argument("--train-limit", type=positive_int, metavar="N", help="bank: the first N training images (default all)")
+    p.add_argument("--test-limit", type=positive_int, metavar="N", help="the first N test images (default all)")
+    p.add_argument("--dataset", choices=DATASETS, help="images to use (default: the run's dataset)")
+    add_device_argument(p, "$WHITEBOX_DEVICE or cpu")
+    p.add_argument("--data-dir", metavar="FOLDER", help="look for the dataset files here first")
+
+
+@command("knn", "weighted k-NN accuracy of a checkpoint's frozen features (any image backbone)",
+         KNN_DESCRIPTION, add_knn_arguments)
+def knn(args: argparse.Namespace) -> int:
+    try:
+        r = knn_checkpoint(args.checkpoint, k=args.k, temperature=args.temperature, train_limit=args.train_limit,
+                           test_limit=args.test_limit, dataset=args.dataset, device=args.device,
+                           data_dir=args.data_dir)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    print(f"k-NN accuracy {r.accuracy:.2%} on {r.n_test} {r.dataset} test images (bank {r.n_train} training "
+          f"images, k {r.k}, T {r.temperature:g}); {r.model} ({r.task}) at step {r.step}, {r.path}")
     return 0

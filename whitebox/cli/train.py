@@ -35,7 +35,7 @@ from .weights import FORMATS, PRESET_RULE, add_model_arguments, eval_config
 
 INTERRUPTED = 130  # the shell's status for a process stopped by SIGINT
 TASK_SPELLINGS = {"classification": "classification", "classify": "classification", "mae": "mae", "lm": "lm",
-                  "mlm": "mlm", "genre": "genre"}
+                  "mlm": "mlm", "genre": "genre", "dino": "dino", "simdino": "simdino"}
 
 TRAIN_DESCRIPTION = """\
 Train a white-box transformer, with a progress bar, an evaluation on the held-out split after
@@ -88,7 +88,8 @@ def _flag(name: str) -> str:
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     what = p.add_argument_group("what to train")
     what.add_argument("--task", choices=tuple(TASK_SPELLINGS),
-                      help="classification (default; also 'classify'), mae, lm, mlm or genre (default: the preset's)")
+                      help="classification (default; also 'classify'), mae, lm, mlm, genre, dino or simdino "
+                           "(default: the preset's)")
     what.add_argument("--model", choices=model_names(),
                       help="the model (default: the preset's); vit: the ViT baseline of a classifier, gpt: the "
                            "GPT baseline of --task lm, crate-bert and bert: the bidirectional token models of "
@@ -239,7 +240,8 @@ def _figures(r: dict, prefix: str) -> str:
     if prefix + "accuracy" in r:
         return f"accuracy {r[prefix + 'accuracy']:.2%} (loss {r[prefix + 'loss']:.4f})"
     bpc = f", {r[prefix + 'bpc']:.3f} bits per character" if prefix + "bpc" in r else ""
-    return f"loss {r[prefix + 'loss']:.4f}{bpc}"
+    knn = f", k-NN accuracy {r[prefix + 'knn_accuracy']:.2%}" if prefix + "knn_accuracy" in r else ""
+    return f"loss {r[prefix + 'loss']:.4f}{bpc}{knn}"
 
 
 def training_summary(result) -> str:

@@ -155,7 +155,6 @@ class CharTokenizer(Tokenizer):
         self.chars = chars
         self.specials = check_specials(specials)
         self.pieces = chars + list(self.specials)
-        self.index = {c: i for i, c in enumerate(chars)}
 
     @classmethod
     def from_text(cls, text: str, specials=()) -> "CharTokenizer":
@@ -165,10 +164,15 @@ class CharTokenizer(Tokenizer):
         return cls(sorted(set(text)), specials)
 
     def _encode_plain(self, text: str) -> np.ndarray:
-        try:
-            return np.fromiter((self.index[c] for c in text), dtype=np.int64, count=len(text))
-        except KeyError as e:
-            raise ValueError(f"character {e.args[0]!r} is not in the vocabulary of {self.vocab_size} characters") from None
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)  # (len(text),) code points
+        keys = np.array([ord(c) for c in self.chars], dtype=np.uint32)  # (V regular,)
+        order = np.argsort(keys)
+        at = np.minimum(np.searchsorted(keys[order], codes), len(keys) - 1)  # one vectorised lookup per character
+        unknown = keys[order][at] != codes
+        if unknown.any():
+            bad = text[int(np.argmax(unknown))]
+            raise ValueError(f"character {bad!r} is not in the vocabulary of {self.vocab_size} characters")
+        return order[at].astype(np.int64)
 
     def to_json(self) -> str:
         """The vocabulary as JSON text (stored in a checkpoint's metadata)."""

@@ -1,5 +1,6 @@
-"""Helpers shared by the model modules: the classifiers' cache, and moving parameters to and from
-official PyTorch state dicts.
+"""Helpers shared by the model modules: the classifiers' cache, their backbone features
+(:func:`represent`, for self-supervision and frozen-feature evaluation), and moving parameters to and
+from official PyTorch state dicts.
 
 Each model supplies its name map (whitebox name -> official name) and its expected shapes; the
 conversion and its error messages are the same for every model.
@@ -7,16 +8,19 @@ conversion and its error messages are the same for every model.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import get_xp, to_host
+from ..backend import array_module, get_xp, to_host
 from ..blocks import head, stack
 from ..blocks.head import HeadCache
 from ..blocks.stack import StackCache
 from ..layers.embedding import ClsCache, prepend_cls_backward
 from ..validate import check_float_dtype
+from .checks import check_params
+from .registry import model_of
 
 
 class ClassifierCache(NamedTuple):
@@ -103,3 +107,40 @@ def attention_torch_names(layer: int, *, project_out: bool, out_bias: bool) -> d
         if out_bias:
             names[ours + "attn.out.bias"] = theirs + "fn.to_out.0.bias"
     return names
+
+
+BACKBONE_EXCLUDED = ("head.weight", "head.bias")  # the classifier's linear map; head_norm.* is the features' LN
+
+
+def backbone_shapes(cfg) -> dict:
+    """The parameters of :func:`represent`: the model's, without the classifier's linear map."""
+    return {name: shape for name, shape in model_of(cfg).shapes(cfg).items() if name not in BACKBONE_EXCLUDED}
+
+
+class FeaturesCache(NamedTuple):
+    model: object  # the model's module, whose backward inverts the forward
+    classifier: ClassifierCache  # the cache of the forward with the identity as its classifier
+
+
+def represent(params: dict, images, cfg):
+    """The backbone's features ``h = LN(pool(Z^L))`` (B, d) of a classifier model (CRATE, CRATE-alpha, ...)
+    and the cache for :func:`represent_backward`: everything of ``forward`` but the classifier ``Linear``.
+
+    ``params`` needs the :func:`backbone_shapes` only (a self-supervised run has no classifier). The
+    features are the logits of the same model whose classifier is the identity, ``h Iᵀ + 0 = h``
+    exactly in floating point, so every classifier model has its features without a second copy of
+    its forward (the extra ``d × d`` product is small beside the layers).
+    """
+    model = model_of(cfg)
+    check_params(params, backbone_shapes(cfg), images)
+    xp, d = array_module(params["head_norm.weight"]), cfg.dim
+    dtype = params["head_norm.weight"].dtype
+    identity = {"head.weight": xp.eye(d, dtype=dtype), "head.bias": xp.zeros(d, dtype=dtype)}
+    features, cache = model.forward({**params, **identity}, images, dataclasses.replace(cfg, num_classes=d))
+    return features, FeaturesCache(model, cache)  # (B, d)
+
+
+def represent_backward(dfeatures, cache: FeaturesCache) -> dict:
+    """Gradients of the :func:`backbone_shapes` parameters for ``dfeatures`` (B, d)."""
+    grads = cache.model.backward(dfeatures, cache.classifier)
+    return {name: g for name, g in grads.items() if name not in BACKBONE_EXCLUDED}

@@ -9,6 +9,8 @@
 ``classification``  :class:`ClassificationTask`: augmented batches, label-smoothed cross-entropy
 ``mae_task``        masked autoencoding with CRATE-MAE
 ``lm_task``         character language modelling with causal CRATE
+``dino_task``       DINO self-distillation of a classifier's backbone (shared part: ``self_distillation``)
+``simdino_task``    SimDINO: the same with the coding-rate term instead of centring and sharpening
 ``loop``            :func:`fit`: steps, epochs, evaluation, Ctrl-C and SIGTERM, non-finite stops
 ``state``           :class:`TrainState`: what changes while training, to and from a checkpoint
 ``checkpoint``      :func:`save_checkpoint` / :func:`load_checkpoint`: one ``.npz``, atomic, checked
@@ -25,7 +27,10 @@ A task is any object with ``steps_per_epoch`` and three methods::
 
 (on several ranks both also take ``part = (rank, size)``: :mod:`whitebox.train.task`)
 
-and plugs into the run path with one builder in :data:`whitebox.train.build.BUILDERS`.
+and plugs into the run path with one builder in :data:`whitebox.train.build.BUILDERS`. A task with
+state of its own (DINO's teacher and centre) also has ``after_update(params, step)``, called by the
+loop after each update, and ``state()`` / ``load_state(arrays)``, saved under ``task/`` in the
+checkpoint and restored on resume.
 """
 
 from .checkpoint import Checkpoint, CheckpointError, NoCheckpointError, load_checkpoint, save_checkpoint

@@ -25,12 +25,18 @@ from ..optim import SGD, AdamW, Lion, decay_mask
 from ..schedules import warmup_cosine
 from ..weights import HEAD_NAMES
 from .classification import ClassificationTask
+from ..blocks import dino_head
+from ..blocks.params import draw
+from ..models.common import BACKBONE_EXCLUDED
 from .checkpoint import load_checkpoint
-from .config import ConfigError, RunConfig
+from .config import SELF_SUPERVISED, ConfigError, RunConfig
+from .dino_task import DINOTask
 from .genre_task import GenreTask
 from .lm_task import LMTask
 from .mae_task import MAETask
 from .mlm_task import MLMTask
+from .self_distillation import head_spec, ssl_shapes
+from .simdino_task import SimDINOTask
 
 NO_DECAY = {"mask_token"}  # CRATE-MAE's learned input, like the position embeddings
 
@@ -58,10 +64,30 @@ def make_schedule(config: RunConfig, steps_per_epoch: int):
     return partial(warmup_cosine, base_lr=config.lr, total_steps=total, warmup_steps=warmup, min_lr=config.min_lr)
 
 
+HEAD_STREAM = 1  # a self-supervised run draws its projection head from [seed, HEAD_STREAM]
+
+
+def _ssl_head(config: RunConfig):
+    """The projection head's spec of a self-supervised run (K prototypes for DINO, none for SimDINO)."""
+    return head_spec(config.model_cfg(), config.data, config.data["prototypes"] if config.task == "dino" else 0)
+
+
+def run_shapes(config: RunConfig) -> dict:
+    """name -> shape of a run's parameters: the model's, or for a self-supervised run the backbone and head."""
+    if config.task in SELF_SUPERVISED:
+        return ssl_shapes(config.model_cfg(), _ssl_head(config))
+    return config.model_module().shapes(config.model_cfg())
+
+
 def init_params(config: RunConfig, device: str) -> dict:
-    """Fresh parameters of the config's model, drawn from its seed, on ``device``."""
-    return config.model_module().init(config.model_cfg(), seed=config.seed, dtype=np.dtype(config.dtype).type,
-                                      device=device)
+    """Fresh parameters of the config's model, drawn from its seed, on ``device``; a self-supervised run's
+    backbone is the model's draw without the classifier's linear map, its head drawn from another stream."""
+    dtype = np.dtype(config.dtype).type
+    params = config.model_module().init(config.model_cfg(), seed=config.seed, dtype=dtype, device=device)
+    if config.task not in SELF_SUPERVISED:
+        return params
+    head = draw(dino_head.shapes(_ssl_head(config)), [config.seed, HEAD_STREAM], dtype=dtype, device=device)
+    return {**{k: v for k, v in params.items() if k not in BACKBONE_EXCLUDED}, **head}
 
 
 def _first(split, limit: int | None):
@@ -108,6 +134,21 @@ def build_lm(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: bool
                   batch_size=config.batch_size, steps_per_epoch=config.data["steps_per_epoch"], seed=config.seed,
                   xp=xp, eval_windows=config.data["eval_windows"])
     return task, config, {"tokenizer": tokenizer.to_json()}
+
+
+def build_self_distillation(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: bool):
+    """DINO or SimDINO; the training split is read also without ``train``: it holds the k-NN bank and fixes
+    the steps per epoch, hence the teacher's temperature at a step."""
+    train_split, test = _images(config, data_dir, True)
+    task_class = DINOTask if config.task == "dino" else SimDINOTask
+    try:
+        task = task_class(config.model_cfg(), train_split, test, dataset_info(config.dataset),
+                          flip=default_augmentation(config.dataset).flip, options=config.data,
+                          batch_size=config.batch_size, seed=config.seed, epochs=config.epochs,
+                          dtype=np.dtype(config.dtype).type, xp=xp, eval_batch_size=config.eval_batch_size)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return task, config, {}
 
 
 def _text_tokenizer(config: RunConfig, train_text: str) -> Tokenizer:
@@ -158,7 +199,7 @@ def build_genre(config: RunConfig, xp: ModuleType, data_dir, tokenizer, train: b
 
 
 BUILDERS = {"classification": build_classification, "mae": build_mae, "lm": build_lm, "mlm": build_mlm,
-            "genre": build_genre}
+            "genre": build_genre, "dino": build_self_distillation, "simdino": build_self_distillation}
 
 
 def build_task(config: RunConfig, xp: ModuleType = np, *, data_dir=None, tokenizer: Tokenizer | None = None,

@@ -4,6 +4,7 @@ Layout of the archive (plain arrays, readable with ``numpy.load`` and no pickle)
 
     params/<name>        the model's parameters, on the host
     optimizer/<key>      the optimiser state, flattened by ``Optimizer.state_dict``
+    task/<key>           the task's own state, if it has one (``task.state()``: DINO's teacher and centre)
     meta                 a JSON text: epoch, step, the random-number state, the run's config, ...
 
 The random-number state is small on purpose: the batch order of epoch ``k`` is a function of
@@ -30,7 +31,7 @@ from ..backend import to_host
 from ..io import atomic_write
 
 FORMAT_VERSION = 1
-_PARAMS, _OPTIMIZER, _META = "params/", "optimizer/", "meta"
+_PARAMS, _OPTIMIZER, _TASK, _META = "params/", "optimizer/", "task/", "meta"
 
 
 class CheckpointError(ValueError):
@@ -47,11 +48,14 @@ class Checkpoint(NamedTuple):
     params: dict  # name -> NumPy array
     optimizer: dict  # Optimizer.state_dict layout: "step", "decay", "<slot>/<name>"
     meta: dict  # epoch, step, rng, config, ... (JSON types)
+    task: dict = {}  # the task's state (Task.state), empty for a task without one
 
 
-def save_checkpoint(path, params: dict, optimizer_state: dict, meta: dict) -> Path:
-    """Write ``params`` (NumPy or CuPy), ``optimizer_state`` (a flat state dict) and ``meta`` atomically."""
+def save_checkpoint(path, params: dict, optimizer_state: dict, meta: dict, task_state: dict | None = None) -> Path:
+    """Write ``params`` (NumPy or CuPy), ``optimizer_state`` (a flat state dict), ``meta`` and the task's
+    ``task_state`` (arrays) atomically."""
     arrays = {_PARAMS + name: to_host(value) for name, value in params.items()}
+    arrays.update({_TASK + key: to_host(value) for key, value in (task_state or {}).items()})
     arrays.update({_OPTIMIZER + key: to_host(value) for key, value in optimizer_state.items()})
     arrays[_META] = np.asarray(json.dumps({"format": FORMAT_VERSION, **meta}))
     return atomic_write(path, lambda f: np.savez(f, **arrays))
@@ -74,6 +78,7 @@ def load_checkpoint(path) -> Checkpoint:
             meta = json.loads(str(archive[_META]))
             params = {k[len(_PARAMS):]: archive[k] for k in archive.files if k.startswith(_PARAMS)}
             optimizer = {k[len(_OPTIMIZER):]: archive[k] for k in archive.files if k.startswith(_OPTIMIZER)}
+            task = {k[len(_TASK):]: archive[k] for k in archive.files if k.startswith(_TASK)}
     except CheckpointError:
         raise
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as e:
@@ -83,7 +88,7 @@ def load_checkpoint(path) -> Checkpoint:
         found = meta.get("format") if isinstance(meta, dict) else meta
         raise CheckpointError(f"{path} has checkpoint format {found!r}; this whitebox reads {FORMAT_VERSION}")
     check_params(params, path)
-    return Checkpoint(params, optimizer, meta)
+    return Checkpoint(params, optimizer, meta, task)
 
 
 def check_params(params: dict, path) -> None:

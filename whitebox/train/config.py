@@ -1,8 +1,8 @@
 """The settings of a run: one preset table for every task, one :class:`RunConfig`.
 
-A run is a *task* (``classification``, ``mae``, ``lm``), a model, a preset (the recipe), then
-the caller's overrides, then the dataset's facts (image size, channels, classes). The resolved
-:class:`RunConfig` is what ``config.json`` and every checkpoint hold; it alone rebuilds the
+A run is a *task* (``classification``, ``mae``, ``lm``, ``mlm``, ``genre``, ``dino``, ``simdino``), a
+model, a preset (the recipe), then the caller's overrides, then the dataset's facts (image size,
+channels, classes). The resolved :class:`RunConfig` is what ``config.json`` and every checkpoint hold; it alone rebuilds the
 model, the data, the optimiser and the schedule of a run (``whitebox train --resume``,
 ``whitebox eval``, ``whitebox measure`` ...). A model may be a named variant of another
 (:data:`whitebox.models.registry.VARIANTS`: ``vit`` is ``crate`` with the transformer block, ``gpt``
@@ -16,6 +16,9 @@ fields fixed in its Config.
 ``scenes``              a small CRATE for the scenes (digits on photographs, with masks): patch 4, width 64
 ``mnist-mae``           CRATE-MAE on MNIST: 7×7 patches of 4×4, width 64, 3 encoder + 3 decoder layers
 ``shakespeare-char``    causal CRATE on Shakespeare's characters: context 128, width 128, 4 layers
+``mnist-dino``          CRATE-DINO on MNIST: mnist-demo's model (so ``--init-from RUN --linear-probe`` fits),
+                        2 global + 4 local views, head 256 → 64 → 256 prototypes
+``mnist-simdino``       SimDINO on MNIST: the same model, views and head without prototypes, γ = 1
 ``shakespeare-mlm``     CRATE-BERT (bidirectional, masked tokens) on the same characters and sizes
 ``shakespeare-bpe-mlm`` CRATE-BERT on 512 byte-pair tokens learnt from the training text
 ``shakespeare-genre``   comedy, history or tragedy of a passage (the First Folio's grouping)
@@ -48,8 +51,9 @@ from ..data.plays import GENRES
 from ..models import crate_lm, crate_mae
 from ..models.registry import VARIANTS, available_models, get_model, variant
 
-TASKS = ("classification", "mae", "lm", "mlm", "genre")
+TASKS = ("classification", "mae", "lm", "mlm", "genre", "dino", "simdino")
 TEXT_TASKS = ("lm", "mlm", "genre")  # the token models' tasks: Shakespeare's text, no image dataset
+SELF_SUPERVISED = ("dino", "simdino")  # a classifier's backbone, trained without labels
 OPTIMIZERS = ("adamw", "lion", "sgd")
 DEFAULT_BETAS = {"adamw": (0.9, 0.999), "lion": (0.9, 0.99)}  # SGD: Nesterov momentum 0.9, no betas
 DTYPES = ("float32", "float64")
@@ -62,11 +66,17 @@ DATA_OPTIONS = {"classification": {}, "mae": {},
                         "vocab": 512},
                 # test_fraction: the last passages of every play held out (whitebox.data.plays)
                 "genre": {"test_fraction": 0.2, "tokenizer": "char", "vocab": 512}}
+_SELF_DISTILLATION = {"local_views": 4, "hidden": 256, "bottleneck": 64, "momentum": 0.996,
+                      "knn_bank": 2000, "knn_k": 20, "knn_temperature": 0.07}  # train/self_distillation.py
+DATA_OPTIONS["dino"] = {**_SELF_DISTILLATION, "prototypes": 256, "student_temp": 0.1, "teacher_temp": 0.07,
+                        "warmup_teacher_temp": 0.04, "warmup_teacher_epochs": 3, "center_momentum": 0.9}
+DATA_OPTIONS["simdino"] = {**_SELF_DISTILLATION, "gamma": 1.0, "rate_eps": 0.5}
 # the fields of RunConfig that a task does not read (and that may not be given for it)
 UNUSED = {"classification": (), "mae": ("label_smoothing", "augment", "init_from"),
           "lm": ("label_smoothing", "augment", "dataset", "train_limit", "test_limit", "eval_batch_size", "init_from"),
           "mlm": ("label_smoothing", "augment", "dataset", "train_limit", "test_limit", "eval_batch_size", "init_from"),
-          "genre": ("augment", "dataset")}
+          "genre": ("augment", "dataset"),
+          "dino": ("label_smoothing", "augment", "init_from"), "simdino": ("label_smoothing", "augment", "init_from")}
 DATASET_FIELDS = ("image_size", "channels", "num_classes")  # the model fields an image dataset fixes
 
 
@@ -156,9 +166,20 @@ PRESETS = {
         epochs=3, batch_size=32, lr=5e-4, betas=(0.9, 0.95), weight_decay=0.05, warmup_epochs=0.1, min_lr=1e-5,
         clip_grad=1.0, label_smoothing=0.0, augment=False,
     ),
+    "mnist-dino": Preset(
+        "CRATE-DINO on MNIST: multi-crop, EMA teacher, centring and sharpening (AdamW, clip 3.0)", "dino", "crate",
+        "mnist", model=dict(patch_size=7, dim=96, depth=6, heads=4, dim_head=24),
+        epochs=3, batch_size=64, lr=5e-4, weight_decay=0.04, warmup_epochs=0.5, min_lr=1e-5, clip_grad=3.0,
+    ),
+    "mnist-simdino": Preset(
+        "SimDINO on MNIST: multi-crop, EMA teacher, coding-rate regulariser γ = 1 (AdamW, clip 3.0)", "simdino",
+        "crate", "mnist", model=dict(patch_size=7, dim=96, depth=6, heads=4, dim_head=24),
+        epochs=3, batch_size=64, lr=5e-4, weight_decay=0.04, warmup_epochs=0.5, min_lr=1e-5, clip_grad=3.0,
+    ),
 }
 DEFAULT_PRESETS = {"classification": "mnist-demo", "mae": "mnist-mae", "lm": "shakespeare-char",
-                   "mlm": "shakespeare-mlm", "genre": "shakespeare-genre"}
+                   "mlm": "shakespeare-mlm", "genre": "shakespeare-genre", "dino": "mnist-dino",
+                   "simdino": "mnist-simdino"}
 
 
 def get_preset(name: str) -> Preset:
@@ -169,7 +190,7 @@ def get_preset(name: str) -> Preset:
 
 
 DEFAULT_MODEL = {"classification": "crate", "mae": "crate-mae", "lm": "crate-lm", "mlm": "crate-lm",
-                 "genre": "crate-lm"}
+                 "genre": "crate-lm", "dino": "crate", "simdino": "crate"}
 
 
 def model_names() -> tuple[str, ...]:
@@ -301,7 +322,8 @@ def resolve_config(model: str | None = None, preset: str | None = None, *, task:
     model = model or recipe.model_name
     module = model_module(model)
     base = variant(model)[0]
-    learns_task = base not in GENERATIVE_MODELS if task == "classification" else base == DEFAULT_MODEL[task]
+    learns_task = base not in GENERATIVE_MODELS if task in ("classification", *SELF_SUPERVISED) \
+        else base == DEFAULT_MODEL[task]
     if not learns_task:
         raise ConfigError(f"model {model!r} does not learn the {task} task")
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -337,7 +359,7 @@ def resolve_config(model: str | None = None, preset: str | None = None, *, task:
         settings.update(augment=False, **({} if task == "genre" else {"label_smoothing": 0.0}))
     else:
         dataset = check_dataset(dataset or recipe.dataset)
-        if task == "mae":
+        if task in ("mae", *SELF_SUPERVISED):
             settings.update(label_smoothing=0.0, augment=False)
     fixed = variant_fields(model, model_overrides)
     model_config = _model_config(model, module, task, dataset, {**recipe.model, **model_overrides, **fixed})
@@ -393,7 +415,7 @@ def _model_config(model: str, module: ModuleType, task: str, dataset: str | None
     else:
         info = dataset_info(dataset)
         shape = dict(image_size=info.image_size, channels=info.channels)
-        if task == "classification":
+        if task in ("classification", *SELF_SUPERVISED):  # k-NN and the linear probe need the classes
             shape["num_classes"] = info.num_classes
         clashes = sorted(k for k in shape if k in fields and fields[k] != shape[k])
         if clashes:

@@ -126,7 +126,8 @@ class _Run:
         with self.comm.together("saving the checkpoint"):
             if self.comm.is_root:
                 meta = {**self.meta, **state.meta(self.steps_per_epoch, self.seed)}
-                save_checkpoint(self.paths.checkpoint, state.params, self.optimizer.state_dict(state.opt_state), meta)
+                save_checkpoint(self.paths.checkpoint, state.params, self.optimizer.state_dict(state.opt_state), meta,
+                                self.task.state() if hasattr(self.task, "state") else None)
         self.saved_step = state.step
         return self.paths.checkpoint
 
@@ -166,6 +167,8 @@ class _Run:
             self.optimizer.step(trained_params(state.params, self.trained), grads, state.opt_state, lr=lr)
             state.step += 1
             state.meter.add(metrics)
+            if hasattr(self.task, "after_update"):  # a task with state of its own (DINO's teacher)
+                self.task.after_update(state.params, state.step)
         if self.on_step is not None:
             self.on_step(state.step, loss)
 
@@ -230,6 +233,8 @@ def epoch_summary(record: dict, epochs: int) -> str:
         parts = [f"loss {record[prefix + 'loss']:.4f}"] if prefix + "loss" in record else []
         if prefix + "accuracy" in record:
             parts.append(f"acc {record[prefix + 'accuracy']:.2%}")
+        if prefix + "knn_accuracy" in record:
+            parts.append(f"k-NN {record[prefix + 'knn_accuracy']:.2%}")
         return " ".join(parts)
 
     return (f"epoch {record['epoch']}/{epochs}  train {pair('train_')}  test {pair('test_')}  "

@@ -13,7 +13,8 @@ run folder (:class:`whitebox.io.RunPaths`).
 * A run with ``init_from`` (fine-tuning) starts from the parameters of a weights file
   (:func:`whitebox.weights.finetuning_params_from_file`) or of another run
   (:func:`whitebox.weights.params_for_finetuning`): backbone kept, head re-initialised from the
-  run's seed, positions interpolated to the new image size. The file is read only when the run
+  run's seed, positions interpolated to the new image size. The run may be a classifier's or a
+  self-supervised one (DINO, SimDINO), whose backbone is the same model's without a classifier. The file is read only when the run
   starts; ``resume_run`` continues from the run's own checkpoint.
 * :func:`evaluate_weights` evaluates a weights file that was not trained here.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 import zipfile
@@ -37,11 +39,12 @@ from ..backend import array_module, get_xp, resolve_device
 from ..data.bpe import tokenizer_from_json
 from ..data.text import Tokenizer
 from ..distributed import SINGLE, Communicator, DistributedError, broadcast_tree
+from ..models.common import BACKBONE_EXCLUDED, backbone_shapes
 from ..io import CHECKPOINT_NAME, RunPaths, atomic_write_text, remove_stale_temporaries
 from ..weights import finetuning_params_from_file, load_model_weights, params_for_finetuning
-from .build import build_task, init_params, make_optimizer, make_schedule, trained_names
+from .build import build_task, init_params, make_optimizer, make_schedule, run_shapes, trained_names
 from .checkpoint import Checkpoint, CheckpointError, NoCheckpointError, load_checkpoint
-from .config import TEXT_TASKS, ConfigError, RunConfig
+from .config import SELF_SUPERVISED, TEXT_TASKS, ConfigError, RunConfig
 from .loop import fit, say, trained_params
 from .metrics import read_metrics
 from .state import TrainState, restore_state
@@ -125,10 +128,14 @@ def starting_params(config: RunConfig, device: str) -> dict:
         return _fitted_weights(path, lambda: finetuning_params_from_file(path, cfg, config.seed, dtype=dtype,
                                                                          device=device))
     run = load_run(path, device="cpu")
-    if run.config.task != "classification" and config.task not in TEXT_TASKS:  # the text tasks check it when built
+    if run.config.task not in ("classification", *SELF_SUPERVISED) and config.task not in TEXT_TASKS:  # text: when built
         raise ConfigError(f"init_from {path}: a {run.config.task} run has no classifier to fine-tune")
-    params = _fitted_weights(run.path, lambda: params_for_finetuning(run.params, run.cfg, cfg, config.seed,
-                                                                             device="cpu"))
+    old = run.params
+    if run.config.task in SELF_SUPERVISED:  # no classifier but a projection head: the backbone, a placeholder head
+        backbone = {name: run.params[name] for name in backbone_shapes(run.cfg)}
+        placeholder = run.model.init(run.cfg, seed=config.seed, dtype=backbone["head_norm.weight"].dtype)  # replaced
+        old = {**{name: placeholder[name] for name in BACKBONE_EXCLUDED}, **backbone}
+    params = _fitted_weights(run.path, lambda: params_for_finetuning(old, run.cfg, cfg, config.seed, device="cpu"))
     xp = get_xp(device)
     return {name: xp.asarray(value, dtype=dtype) for name, value in params.items()}
 
@@ -214,6 +221,8 @@ def resume_run(out, *, device: str | None = None, data_dir=None, max_steps: int 
         _check_fits(config, checkpoint.params, paths.checkpoint)
         optimizer = make_optimizer(config, trained_params(checkpoint.params, trained_names(config)))
         state = restore_state(checkpoint, optimizer, xp, np.dtype(config.dtype).type)
+        if hasattr(task, "load_state"):
+            task.load_state(checkpoint.task)
         if comm.is_root:
             remove_stale_temporaries(paths.out, [p.name for p in paths.files()])
     comm.agree(config.to_json() + json.dumps(checkpoint.meta["step"]), "the checkpoint they read")
@@ -241,7 +250,7 @@ def _train(config, task, extra, optimizer, state, paths, device, saved_step, beg
     title = f"{config.model} ({config.preset})" + (f" on {config.dataset}" if config.dataset else "")
     meta = {"task": config.task, "config": config.to_dict(), "device": device, **extra, "title": title,
             "ranks": comm.size, "backend": comm.backend}
-    num_params = config.model_module().num_params(config.model_cfg())
+    num_params = count_params(config)
     broadcast_tree(comm, state.params)  # every rank starts from rank 0's parameters
     quiet = quiet or not comm.is_root
     if not quiet:
@@ -261,6 +270,11 @@ def _train(config, task, extra, optimizer, state, paths, device, saved_step, beg
                      records[-1] if records else None, num_params, time.perf_counter() - began, state.train_time)
 
 
+def count_params(config: RunConfig) -> int:
+    """The number of scalar parameters a run of ``config`` trains and saves (:func:`run_shapes`)."""
+    return int(sum(math.prod(shape) for shape in run_shapes(config).values()))
+
+
 def _described(config: RunConfig, task, device: str) -> dict:
     """config.json: the config, and facts derived from it (for the reader; not read back)."""
     steps = task.steps_per_epoch
@@ -269,7 +283,7 @@ def _described(config: RunConfig, task, device: str) -> dict:
     return {
         **config.to_dict(),
         "derived": {
-            "num_params": config.model_module().num_params(config.model_cfg()), **sizes,
+            "num_params": count_params(config), **sizes,
             "steps_per_epoch": steps, "total_steps": config.epochs * steps,
             "warmup_steps": make_schedule(config, steps).keywords["warmup_steps"],
             "device": device, "whitebox": __version__, "numpy": np.__version__,
@@ -314,7 +328,7 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 def _check_fits(config: RunConfig, params: dict, path) -> None:
     """:class:`CheckpointError` unless ``params`` are exactly the names and shapes of the config's model."""
-    expected = config.model_module().shapes(config.model_cfg())
+    expected = run_shapes(config)
     missing, extra = sorted(set(expected) - set(params)), sorted(set(params) - set(expected))
     wrong = [f"{k} {tuple(params[k].shape)} (expected {tuple(expected[k])})" for k in expected
              if k in params and tuple(params[k].shape) != tuple(expected[k])]
@@ -353,6 +367,8 @@ def evaluate_checkpoint(path, *, device: str | None = None, data_dir=None, eval_
         config = dataclasses.replace(config, eval_batch_size=eval_batch_size)
     task, config, _ = build_task(config, array_module(*run.params.values()), data_dir=data_dir, tokenizer=run.tokenizer(),
                                  train=False)
+    if hasattr(task, "load_state"):  # DINO's teacher and centre, as when the run evaluated this step
+        task.load_state(load_checkpoint(run.path).task)
     return {**task.evaluate(run.params), "step": run.step, "config": config, "path": run.path}
 
 
