@@ -121,3 +121,17 @@ def test_a_backbone_without_its_classifier_gives_the_same_features():
         np.testing.assert_array_equal(got, want)
     same, same_cfg = backbone_params(crate, params, cfg)
     assert same.keys() == params.keys() and same_cfg == cfg
+
+
+def test_segment_reads_a_self_supervised_runs_backbone(scenes_run, tmp_path, capsys):
+    """A DINO run keeps no classifier: segment measures its backbone all the same."""
+    _, data = scenes_run
+    out = tmp_path / "dino"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(scenes_module.SCENE_SPLIT_SIZES, "train", 192)
+        config = resolve_config("crate", "mnist-dino", task="dino", dataset="scenes", seed=0, epochs=1, batch_size=64,
+                                model_overrides=dict(patch_size=4, dim=16, depth=2, heads=2, dim_head=8))
+        start_run(config, out, data_dir=data, quiet=True, max_steps=1)
+    assert main(["segment", "--checkpoint", str(out), "--data-dir", str(data), "--test-limit", "8"]) == 0
+    text = capsys.readouterr().out
+    assert "(dino, step 1)" in text and "maskcut" in text and "attention" in text
