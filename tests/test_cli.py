@@ -159,9 +159,12 @@ def test_registry_lists_crate_alpha_exactly_when_its_module_exists():
 @pytest.mark.parametrize("preset", sorted(p for p in PRESETS if PRESETS[p].task == "classification"))
 @pytest.mark.parametrize("model", registry.available_models())
 def test_every_preset_makes_a_valid_config_for_every_model(model, preset):
+    from whitebox.data import dataset_info
+
     config = resolve_config(model, preset)
     cfg = config.model_cfg()
-    assert (cfg.image_size, cfg.channels, cfg.num_classes) == (28, 1, 10)
+    info = dataset_info(PRESETS[preset].dataset)
+    assert (cfg.image_size, cfg.channels, cfg.num_classes) == (info.image_size, info.channels, info.num_classes)
     assert config.dataset == PRESETS[preset].dataset and config.label_smoothing == 0.1
     assert 10_000 < registry.get_model(model).num_params(cfg) < 5_000_000
 

@@ -8,6 +8,8 @@
 :func:`plot_attention_grid` ``whitebox attention``: cls attention per head and the feature PCA
 :func:`plot_ablation`       ``whitebox experiment ablation``: loss per step and test accuracy
 :func:`reconstruction_grid` ``whitebox reconstruct``: masked input, CRATE-MAE reconstruction, original
+:func:`plot_segmentation`   ``whitebox segment``: images, true masks, MaskCut and attention masks
+:func:`plot_segmentation_experiment`  ``benchmarks/segmentation_experiment.py``: mIoU and k-NN per row
 ==========================  ===================================================================
 
 Each draws on a figure of :func:`_figure` (Matplotlib's object interface on an Agg canvas, never
@@ -26,6 +28,7 @@ from .analysis.approximations import METHODS
 from .analysis.attention_maps import AttentionPicture, displayable, upsample
 from .analysis.layerwise import LABELS, PUBLISHED_EPS, LayerwiseMeasurement
 from .analysis.measure import CheckpointMeasurement
+from .analysis.segmentation import Segmentation, upsample_masks
 from .analysis.within_layer import WithinLayerCompression
 from .backend import array_module, to_device, to_host
 from .io import atomic_write
@@ -312,4 +315,58 @@ def reconstruction_grid(params: dict, cfg, images, path, *, seed: int = 0, dtype
             if i == 0:
                 ax.set_ylabel(label, fontsize=8)
     fig.suptitle(f"CRATE-MAE: {cfg.mask_ratio:.0%} of the patches masked", fontsize=9)
+    return _save(fig, path, 100)
+
+
+def plot_segmentation(seg: Segmentation, path, n_images: int = 6) -> Path:
+    """Columns of the first ``n_images`` images: the image, its true mask, then each method's patch mask
+    over the image (its mIoU at pixel resolution in the row title)."""
+    n = min(n_images, len(seg.raw))
+    rows = ["image", "true mask"] + list(seg.predicted)
+    fig = _figure(figsize=(1.6 * n + 0.8, 1.7 * len(rows)))
+    axes = np.asarray(fig.subplots(len(rows), n, squeeze=False))
+    images = displayable(seg.raw[:n])
+    for j in range(n):
+        axes[0, j].imshow(images[j], cmap="gray" if images.ndim == 3 else None)
+        axes[1, j].imshow(seg.masks[j], cmap="gray", vmin=0, vmax=1)
+        for i, method in enumerate(seg.predicted, start=2):
+            mask = upsample_masks(seg.predicted[method][j:j + 1], seg.patch)[0]
+            axes[i, j].imshow(images[j], cmap="gray" if images.ndim == 3 else None)
+            axes[i, j].imshow(np.ma.masked_where(~mask, mask), cmap="autumn", alpha=0.55, vmin=0, vmax=1)
+    for i, name in enumerate(rows):
+        label = f"{name}\nmIoU {seg.miou[name]['pixel']:.2f}" if name in seg.miou else name
+        axes[i, 0].set_ylabel(label, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(seg.title, fontsize=9)
+    return _save(fig, path, 100)
+
+
+def plot_segmentation_experiment(rows: list[dict], path, title: str = "", references: dict | None = None) -> Path:
+    """Left: segmentation mIoU (pixel) of MaskCut and of the attention threshold per (model, training);
+    right: k-NN accuracy. ``rows``: dicts with ``name``, ``maskcut``, ``attention``, ``knn`` (lists over
+    seeds; ``knn`` may be empty); ``references``: label -> mIoU, each drawn as a horizontal line."""
+    fig = _figure(figsize=(10, 3.8))
+    left, right = fig.subplots(1, 2, width_ratios=(2, 1))
+    x = np.arange(len(rows))
+    for offset, key, color in ((-0.18, "maskcut", "tab:blue"), (0.18, "attention", "tab:orange")):
+        values = [r[key] for r in rows]
+        left.bar(x + offset, [np.mean(v) for v in values], width=0.34, color=color, label=key,
+                 yerr=[np.std(v) for v in values], capsize=3)
+        for xi, v in zip(x, values):
+            left.plot([xi + offset] * len(v), v, "k.", ms=3)
+    for (label, value), style in zip((references or {}).items(), ("--", ":", "-.")):
+        left.axhline(value, color="gray", ls=style, lw=1, label=label)
+    left.set_xticks(x, [r["name"] for r in rows], fontsize=7, rotation=20)
+    left.set_ylabel("mIoU (pixel resolution)")
+    left.legend(fontsize=7)
+    left.grid(alpha=0.3, axis="y")
+    knn = [(i, r["knn"]) for i, r in enumerate(rows) if len(r["knn"])]
+    right.bar([i for i, _ in knn], [np.mean(v) for _, v in knn], yerr=[np.std(v) for _, v in knn], capsize=3,
+              color="tab:green")
+    right.set_xticks(x, [r["name"] for r in rows], fontsize=7, rotation=20)
+    right.set_ylabel("k-NN accuracy (k = 20)")
+    right.grid(alpha=0.3, axis="y")
+    fig.suptitle(title, fontsize=9)
     return _save(fig, path, 100)

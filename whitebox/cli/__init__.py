@@ -5,6 +5,7 @@
 ``train``       ``train``, ``eval``, ``reconstruct``, ``sample`` (:mod:`whitebox.train`)
 ``inside``      ``measure``, ``attention``, ``experiment`` (:mod:`whitebox.analysis`)
 ``weights``     ``convert`` (:mod:`whitebox.weights`), and the model options of ``eval --weights``
+``segment``     ``segment``: MaskCut and cls-attention masks of a checkpoint, scored by mIoU
 ==============  =============================================================================
 
 One error path: every expected failure (a bad argument, a missing or corrupt checkpoint, data
@@ -29,6 +30,7 @@ from ..train import CheckpointError, ConfigError, NoCheckpointError, RunExistsEr
 from . import train  # noqa: F401  (registers train, eval, reconstruct, sample)
 from . import inside  # noqa: F401,I001  (then measure, attention, experiment)
 from . import weights  # noqa: F401,I001  (convert)
+from . import segment  # noqa: F401,I001  (segment)
 from .common import COMMANDS, PROG, CommandError, UsageError, command
 from .train import INTERRUPTED
 

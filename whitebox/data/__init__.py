@@ -1,5 +1,5 @@
-"""Datasets without a network: MNIST, Fashion-MNIST and CIFAR-10 as uint8 arrays, seeded
-batches, and augmentation on the active backend.
+"""Datasets without a network: MNIST, Fashion-MNIST, CIFAR-10 and the scenes (digits on photographs,
+with object masks) as uint8 arrays, seeded batches, and augmentation on the active backend.
 
 ==================  ==========================================================================
 ``catalog``         what each dataset is: :func:`dataset_info` (classes, shape, mean/std)
@@ -8,6 +8,7 @@ batches, and augmentation on the active backend.
 ``checksums``       the official MD5s, of the archives and of their contents
 ``sources``         where files are looked for: ``data_dir``, offline packages, the cache
 ``download``        the last resort: urllib into ``~/.cache/whitebox``, checked by MD5
+``scenes``          MNIST digits on scikit-image's photographs: :func:`load_scenes` adds the masks
 ``load``            :func:`load_dataset` (name, split) -> images (N, C, H, W), labels (N,)
 ``batching``        :func:`batches`: the order of epoch k depends on (seed, k) only
 ``augment``         :func:`random_crop`, :func:`random_flip`, :func:`normalize` on NumPy/CuPy
@@ -29,10 +30,11 @@ from .checksums import ChecksumError
 from .cifar import parse_cifar_batch, read_cifar_batch
 from .idx import parse_idx, read_idx, write_idx
 from .load import DatasetNotFoundError, load_dataset
+from .scenes import Scenes, load_scenes
 
 __all__ = [
-    "DATASETS", "SPLITS", "Augmentation", "ChecksumError", "DatasetInfo", "DatasetNotFoundError",
+    "DATASETS", "SPLITS", "Augmentation", "ChecksumError", "DatasetInfo", "DatasetNotFoundError", "Scenes",
     "augment", "batches", "crop", "dataset_info", "default_augmentation", "epoch_order", "install_hint",
-    "load_dataset", "normalize", "num_batches", "parse_cifar_batch", "parse_idx", "random_crop",
+    "load_dataset", "load_scenes", "normalize", "num_batches", "parse_cifar_batch", "parse_idx", "random_crop",
     "random_flip", "read_cifar_batch", "read_idx", "write_idx",
 ]

@@ -6,7 +6,8 @@ from a generator of the images' backend (``whitebox.backend.default_rng(seed, xp
 
 Per-dataset defaults (:func:`default_augmentation`): random crops everywhere (padding 2 on
 28 x 28, 4 on 32 x 32); horizontal flips for CIFAR-10 and Fashion-MNIST, whose classes are
-mirror-symmetric (a mirrored shoe is a shoe), but not for MNIST (a mirrored 2 is no digit).
+mirror-symmetric (a mirrored shoe is a shoe), but not for MNIST and the scenes made of its digits
+(a mirrored 2 is no digit).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _DEFAULTS = {
     "mnist": Augmentation(crop_padding=2, flip=False),
     "fashion-mnist": Augmentation(crop_padding=2, flip=True),
     "cifar10": Augmentation(crop_padding=4, flip=True),
+    "scenes": Augmentation(crop_padding=4, flip=False),  # digits again: no flips
 }
 
 

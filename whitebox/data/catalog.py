@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-DATASETS = ("mnist", "fashion-mnist", "cifar10")
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "scenes")
 SPLITS = ("train", "test")
 
 
@@ -45,6 +45,13 @@ _INFO = {
         ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
         (0.49139968, 0.48215841, 0.44653091), (0.24703223, 0.24348513, 0.26158784), 50000, 10000,
     ),
+    # MNIST digits on crops of scikit-image's photographs, with object masks (whitebox.data.scenes),
+    # generated, not read: mean/std of its training split (20000 images, seed 0, generator version 2),
+    # population std per channel.
+    "scenes": DatasetInfo(
+        "scenes", 10, 3, 32, tuple("0123456789"),
+        (0.48874728, 0.43368562, 0.41160937), (0.22238878, 0.20624679, 0.21287069), 20000, 2000,
+    ),
 }
 
 # The files of each split, by their standard names (IDX files may also carry a .gz suffix).
@@ -64,6 +71,8 @@ INSTALL_HINTS = {
         "fetch cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html on a machine "
         "with internet and copy it (or the extracted cifar-10-batches-py folder) here"
     ),
+    "scenes": "it is generated from MNIST and scikit-image's sample images: pip install 'whitebox[images]' "
+              "(or pip install scikit-image), and MNIST as below",
 }
 
 
@@ -86,6 +95,8 @@ def dataset_info(name: str) -> DatasetInfo:
 def install_hint(name: str) -> str:
     """How to make ``name`` available without internet access."""
     name = check_dataset(name)
+    if name == "scenes":
+        return f"{INSTALL_HINTS[name]}: {install_hint('mnist')}"
     files = ", ".join(SPLIT_FILES[(name, "train")] + SPLIT_FILES[(name, "test")])
     suffix = " (each may be gzipped, name.gz)" if name != "cifar10" else " or cifar-10-python.tar.gz"
     return f"to install it offline: {INSTALL_HINTS[name]}; or pass --data-dir DIR (data_dir=DIR) with {files}{suffix}"

@@ -1,4 +1,6 @@
-"""``load_dataset``: a split of MNIST, Fashion-MNIST or CIFAR-10 as host arrays, found offline.
+"""``load_dataset``: a split of MNIST, Fashion-MNIST, CIFAR-10 or the scenes as host arrays, found offline.
+
+The scenes (:mod:`whitebox.data.scenes`) are generated from MNIST once and cached; the rest is read:
 
 Search order (see :mod:`whitebox.data.sources`): ``data_dir``, then offline packages, then the
 download cache (a ``data_dir`` folder holding some of the dataset's files but not the whole split
@@ -18,6 +20,7 @@ from .checksums import CONTENT_MD5, check_md5, md5_bytes
 from .cifar import parse_cifar_batch
 from .download import download_split, fetch_url
 from .idx import parse_idx
+from .scenes import load_scenes
 from .sources import Blob, data_dir_locations, default_cache_dir, locations, present_members, read_split
 
 
@@ -44,6 +47,12 @@ def load_dataset(name: str, split: str, data_dir=None, *, cache_dir=None, downlo
     official one.
     """
     name = check_dataset(name, split)
+    if name == "scenes":  # generated from MNIST (verified as below) and cached: see whitebox.data.scenes
+        try:
+            scenes = load_scenes(split, data_dir, cache_dir=cache_dir, download=download)
+        except ImportError as e:  # no scikit-image: say what to install, as for a missing dataset
+            raise DatasetNotFoundError(str(e)) from None
+        return scenes.images, scenes.labels
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     members = SPLIT_FILES[(name, split)]
     searched = locations(name, data_dir, cache_dir)

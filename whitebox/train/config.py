@@ -13,6 +13,7 @@ fields fixed in its Config.
 ``mnist-demo``          ``make demo``: a small CRATE, 98.3% on MNIST after 6 epochs (about 6 CPU-minutes)
 ``mnist``               the MNIST benchmark recipe (target >= 99.0% test accuracy)
 ``fashion-mnist``       the Fashion-MNIST benchmark recipe (target >= 90% test accuracy)
+``scenes``              a small CRATE for the scenes (digits on photographs, with masks): patch 4, width 64
 ``mnist-mae``           CRATE-MAE on MNIST: 7×7 patches of 4×4, width 64, 3 encoder + 3 decoder layers
 ``shakespeare-char``    causal CRATE on Shakespeare's characters: context 128, width 128, 4 layers
 ``mnist-dino``          CRATE-DINO on MNIST: mnist-demo's model (so ``--init-from RUN --linear-probe`` fits),
@@ -123,6 +124,12 @@ PRESETS = {
         "fashion-mnist",
         model=dict(patch_size=7, dim=128, depth=6, heads=4, dim_head=32),
         epochs=12, batch_size=128, lr=2e-3, weight_decay=0.05, warmup_epochs=1,
+    ),
+    "scenes": Preset(
+        "a small CRATE for the scenes (digits on photographs, 32 x 32 RGB, patch 4: an 8 x 8 grid)",
+        "classification", "crate", "scenes",
+        model=dict(patch_size=4, dim=64, depth=4, heads=4, dim_head=16),
+        epochs=10, batch_size=128, lr=2e-3, weight_decay=0.05, warmup_epochs=0.5,
     ),
     "mnist-mae": Preset(
         "CRATE-MAE on MNIST, 75% of the patches masked (MAE's AdamW betas (0.9, 0.95))", "mae", "crate-mae", "mnist",
