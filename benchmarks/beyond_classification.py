@@ -41,19 +41,10 @@ import os
 import sys
 
 
-def _early_threads(argv) -> int:
-    """``--threads N`` (default 1), read before NumPy is imported so the BLAS thread pool sees it."""
-    for i, arg in enumerate(argv):
-        if arg == "--threads" and i + 1 < len(argv):
-            return int(argv[i + 1])
-        if arg.startswith("--threads="):
-            return int(arg.split("=", 1)[1])
-    return 1
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _threads import early_threads  # noqa: E402
 
-
-THREADS = _early_threads(sys.argv[1:])
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS"):
-    os.environ[_var] = str(THREADS)
+THREADS = early_threads(sys.argv[1:])
 
 import argparse  # noqa: E402
 import json  # noqa: E402
